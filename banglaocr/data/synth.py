@@ -1,0 +1,351 @@
+"""Synthetic Bangla word images: a word, a font, dark ink on light paper, a scanner's flaws.
+
+`write_synthetic_dataset` writes an imagefolder data set that `datasets.load_dataset("imagefolder")`
+and `banglaocr.data.sources` read as they are::
+
+    out_dir/synth.json                     the parameters and counts (marks the folder as synth output)
+    out_dir/{train,val,test}/NNNNNN.png    one word per image, NNNNNN = global sample index
+    out_dir/{train,val,test}/metadata.jsonl  {"file_name", "text", "font"} per image
+
+Everything is seeded: sample i is drawn from (seed, i) alone, so the same seed gives byte-identical
+files whatever the number of worker processes. Words are dealt from one shuffled list, so train,
+val and test share no word while n is at most the size of the word list. A held-out font appears
+only in val and test, which measures how the model does on a style it never saw.
+
+Shaping Bangla needs Pillow's RAQM layout engine (libraqm + libfribidi); without it Pillow
+silently draws broken conjuncts and misplaced vowel signs, so rendering refuses instead.
+
+>>> import numpy as np
+>>> image = render_word("বাংলা", bundled_fonts()[0], np.random.default_rng(0))
+>>> image.mode, image.height < image.width
+('RGB', True)
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
+
+from banglaocr.errors import UserError
+from banglaocr.text import normalize
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+FONT_SUFFIXES = (".ttf", ".otf", ".woff", ".woff2")
+SPLITS = ("train", "val", "test")
+INFO_FILE = "synth.json"
+
+# Rendering ranges. Font sizes of 28-48 px give word crops 40-80 px high, the range of scanned
+# handwritten word crops after the budget resize; wider ranges only waste pixels.
+FONT_SIZE = (28, 48)
+MAX_ROTATION_DEG = 3.0  # word crops are deskewed by the cropper; only a small residual tilt is realistic
+BLUR_PROBABILITY, BLUR_RADIUS = 0.5, (0.3, 1.1)
+NOISE_SIGMA = (0.0, 8.0)
+JPEG_PROBABILITY, JPEG_QUALITY = 0.3, (35, 90)
+# Below this many images the start-up of worker processes costs more than it saves.
+MIN_IMAGES_PER_WORKER = 200
+
+
+def require_raqm() -> None:
+    """Raise `UserError` unless Pillow can shape complex scripts (RAQM layout).
+
+    >>> require_raqm()  # silent where libraqm and libfribidi are available
+    """
+    if not features.check("raqm"):
+        raise UserError(
+            "Pillow has no RAQM text layout, so Bangla would render broken (visible hasanta, "
+            "vowel signs on the wrong side). Install libfribidi (Debian/Ubuntu: apt-get install "
+            "libfribidi0; macOS: brew install fribidi) or a Pillow built with libraqm, then check "
+            "with: python -c \"from PIL import features; print(features.check('raqm'))\""
+        )
+
+
+def font_name(path: Path | str) -> str:
+    """The name a font goes by in metadata and `holdout_font`: its file stem.
+
+    >>> font_name("fonts/Lohit-Bengali.ttf")
+    'Lohit-Bengali'
+    """
+    return Path(path).stem
+
+
+def find_fonts(fonts_dir: Path | str) -> list[Path]:
+    """Font files (.ttf .otf .woff .woff2) directly in `fonts_dir`, sorted by name.
+
+    >>> [font_name(p) for p in find_fonts(ASSETS / "fonts")][:2]
+    ['Lohit-Bengali', 'NotoSansBengali-Bold']
+    """
+    folder = Path(fonts_dir)
+    if not folder.is_dir():
+        raise UserError(f"fonts: no such folder '{folder}'")
+    fonts = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FONT_SUFFIXES)
+    if not fonts:
+        raise UserError(f"fonts: no font files ({' '.join(FONT_SUFFIXES)}) in '{folder}'")
+    names = [font_name(p) for p in fonts]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        # Fonts are named by stem in metadata and --holdout-font; two files with one stem would be ambiguous.
+        raise UserError(f"fonts: several files share the name {', '.join(duplicates)} in '{folder}'")
+    return fonts
+
+
+def bundled_fonts() -> list[Path]:
+    """The OFL Bengali fonts shipped with the package.
+
+    >>> len(bundled_fonts()) >= 5
+    True
+    """
+    return find_fonts(ASSETS / "fonts")
+
+
+def read_words(words_file: Path | str) -> list[str]:
+    """One word per line, normalised, empty lines and repeats dropped, first-seen order kept.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "w.txt"
+    >>> _ = f.write_text("আমি\\n\\nআমি \\nতুমি\\n", encoding="utf-8")
+    >>> read_words(f)
+    ['আমি', 'তুমি']
+    """
+    path = Path(words_file)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"words: no such file '{path}'") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"words: cannot read '{path}' as UTF-8 text ({err})") from None
+    words = list(dict.fromkeys(word for word in map(normalize, lines) if word))
+    if not words:
+        raise UserError(f"words: '{path}' holds no words")
+    return words
+
+
+def bundled_words() -> list[str]:
+    """The bundled Bangla word list (Apache-2.0, about 41k words), normalised and de-duplicated.
+
+    >>> words = bundled_words()
+    >>> len(words) > 40_000, len(set(words)) == len(words)
+    (True, True)
+    """
+    return read_words(ASSETS / "words" / "ben_words.txt")
+
+
+@functools.lru_cache(maxsize=256)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    # Loading a font file costs about as much as rendering a word; each (font, size) is reused.
+    return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.RAQM)
+
+
+def load_font(path: Path | str, size: int) -> ImageFont.FreeTypeFont:
+    """Open a font with RAQM layout, turning a broken file into a `UserError`.
+
+    >>> load_font(bundled_fonts()[0], 32).size
+    32
+    """
+    try:
+        return _font(str(path), int(size))
+    except OSError as err:
+        raise UserError(f"fonts: cannot load '{path}' ({err})") from None
+
+
+def render_word(word: str, font_path: Path | str, rng: np.random.Generator) -> Image.Image:
+    """Render one word as a degraded, tightly cropped RGB scan; all randomness comes from `rng`.
+
+    >>> import numpy as np
+    >>> a = render_word("কথা", bundled_fonts()[0], np.random.default_rng(1))
+    >>> b = render_word("কথা", bundled_fonts()[0], np.random.default_rng(1))
+    >>> a.tobytes() == b.tobytes()
+    True
+    """
+    require_raqm()
+    return _render(word, str(font_path), rng)
+
+
+def _render(word: str, font_path: str, rng: np.random.Generator) -> Image.Image:
+    size = int(rng.integers(FONT_SIZE[0], FONT_SIZE[1] + 1))
+    font = load_font(font_path, size)
+    # Light, slightly warm or grey paper; ink from black to ballpoint blue, as in scanned forms.
+    paper_level, warmth = int(rng.integers(215, 256)), int(rng.integers(0, 18))
+    paper = (paper_level, paper_level, paper_level - warmth)
+    ink_level = rng.integers(0, 70)
+    ink = (int(ink_level), int(ink_level), int(ink_level + rng.integers(0, 90)))
+
+    left, top, right, bottom = font.getbbox(word)
+    # A small random margin per side: real crops are never exactly tight, and never centred.
+    margin = rng.integers(2, max(3, size // 4) + 1, size=4)
+    width = max(1, right - left) + int(margin[0] + margin[2])
+    height = max(1, bottom - top) + int(margin[1] + margin[3])
+    image = Image.new("RGB", (width, height), paper)
+    ImageDraw.Draw(image).text((int(margin[0]) - left, int(margin[1]) - top), word, font=font, fill=ink)
+
+    # Every scalar is drawn whether or not its effect is applied, and the image-sized noise comes
+    # last, so tuning one probability or range leaves the other choices of a sample as they were.
+    angle = float(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
+    blur, blur_radius = rng.random() < BLUR_PROBABILITY, float(rng.uniform(*BLUR_RADIUS))
+    contrast, brightness = float(rng.uniform(0.75, 1.15)), float(rng.uniform(-20.0, 20.0))
+    sigma = float(rng.uniform(*NOISE_SIGMA))
+    jpeg, quality = rng.random() < JPEG_PROBABILITY, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+
+    image = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=paper)
+    if blur:
+        image = image.filter(ImageFilter.GaussianBlur(blur_radius))
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = (pixels - 128.0) * contrast + 128.0 + brightness
+    pixels += rng.normal(0.0, sigma, size=pixels.shape).astype(np.float32)
+    image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
+    if jpeg:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return image
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of sample `index`: depends on (seed, index) only, never on worker order.
+
+    >>> int(sample_rng(0, 3).integers(1000)) == int(sample_rng(0, 3).integers(1000))
+    True
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def _render_to_file(job: tuple[int, int, str, str, str]) -> None:
+    seed, index, word, font_path, out_path = job
+    # compress_level 1: a third of the time of the default level for about 10% larger files.
+    _render(word, font_path, sample_rng(seed, index)).save(out_path, format="PNG", compress_level=1)
+
+
+def _split_sizes(n: int, splits: tuple[float, float, float]) -> dict[str, int]:
+    if len(splits) != 3 or any(f < 0 for f in splits) or abs(sum(splits) - 1.0) > 1e-6:
+        raise UserError(f"splits: need three fractions >= 0 for train/val/test summing to 1, got {tuple(splits)}")
+    n_val, n_test = round(n * splits[1]), round(n * splits[2])
+    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"out: '{out_dir}' exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise UserError(
+                f"out: '{out_dir}' is not empty; pass --overwrite to replace an earlier synth output"
+            )
+        if not (out_dir / INFO_FILE).is_file():
+            # --overwrite deletes files: only ever in a folder this function wrote before.
+            raise UserError(
+                f"out: '{out_dir}' is not empty and holds no {INFO_FILE}, so it is not a synth output; "
+                "refusing to delete it - choose another folder"
+            )
+        for split in SPLITS:
+            shutil.rmtree(out_dir / split, ignore_errors=True)
+        (out_dir / INFO_FILE).unlink()
+    for split in SPLITS:
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+
+
+def _default_workers(n: int) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, n // MIN_IMAGES_PER_WORKER))
+
+
+def write_synthetic_dataset(
+    out_dir: Path | str,
+    n: int,
+    seed: int,
+    fonts_dir: Path | str | None = None,
+    words_file: Path | str | None = None,
+    holdout_font: str | None = None,
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    overwrite: bool = False,
+    workers: int | None = None,
+) -> dict:
+    """Render `n` word images into an imagefolder data set under `out_dir`; return the counts.
+
+    `fonts_dir`/`words_file` default to the bundled ones. `holdout_font` (a font's file stem) is
+    used only in val and test. `workers` defaults to the CPU count (fewer for small `n`); the files
+    are the same for any value.
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> counts = write_synthetic_dataset(out, n=10, seed=0, holdout_font="Lohit-Bengali")
+    >>> counts["splits"]
+    {'train': 8, 'val': 1, 'test': 1}
+    >>> counts["fonts"]["Lohit-Bengali"]["train"]
+    0
+    """
+    started = time.perf_counter()
+    require_raqm()
+    if n < 1:
+        raise UserError(f"n: need at least 1 image, got {n}")
+    if seed < 0:
+        raise UserError(f"seed: need a number >= 0, got {seed}")
+    sizes = _split_sizes(n, splits)
+    fonts = find_fonts(fonts_dir) if fonts_dir is not None else bundled_fonts()
+    names = [font_name(p) for p in fonts]
+    if holdout_font is not None and holdout_font not in names:
+        raise UserError(f"holdout font '{holdout_font}' is not among the fonts: {', '.join(names)}")
+    train_fonts = [p for p in fonts if font_name(p) != holdout_font]
+    if sizes["train"] and not train_fonts:
+        raise UserError(f"holdout font '{holdout_font}' is the only font; train needs at least one other")
+    for path in fonts:
+        load_font(path, FONT_SIZE[0])  # fail on a broken font file now, not in a worker halfway through
+    words = read_words(words_file) if words_file is not None else bundled_words()
+    out = Path(out_dir)
+    _prepare_out_dir(out, overwrite)
+
+    # The plan (which word, which font, which split) comes from the seed's own stream; the pixels of
+    # sample i from (seed, i). Splits take consecutive indices, words are dealt from one permutation.
+    plan_rng = np.random.default_rng(np.random.SeedSequence(seed))
+    word_order = plan_rng.permutation(len(words))
+    digits = max(6, len(str(n - 1)))
+    jobs, rows = [], {split: [] for split in SPLITS}
+    counts = {name: dict.fromkeys(SPLITS, 0) for name in names}
+    index = 0
+    for split in SPLITS:
+        pool = [train_fonts[i] for i in plan_rng.permutation(len(train_fonts))]
+        if split != "train" and holdout_font is not None:
+            # First in the deal, so a held-out font is in val and test whenever they hold any image.
+            pool.insert(0, fonts[names.index(holdout_font)])
+        # Fonts dealt round-robin (balanced counts; which fonts get the remainder is random), then shuffled.
+        split_fonts = [pool[i % len(pool)] for i in range(sizes[split])]
+        plan_rng.shuffle(split_fonts)
+        for font_path in split_fonts:
+            word = words[word_order[index % len(words)]]
+            file_name = f"{index:0{digits}d}.png"
+            jobs.append((seed, index, word, str(font_path), str(out / split / file_name)))
+            rows[split].append({"file_name": file_name, "text": word, "font": font_name(font_path)})
+            counts[font_name(font_path)][split] += 1
+            index += 1
+
+    workers = _default_workers(n) if workers is None else max(1, workers)
+    if workers == 1:
+        for job in jobs:
+            _render_to_file(job)
+    else:
+        with multiprocessing.get_context().Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render_to_file, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
+                pass
+
+    for split in SPLITS:
+        with open(out / split / "metadata.jsonl", "w", encoding="utf-8") as f:
+            for row in rows[split]:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    # No paths in synth.json: the same seed gives the same bytes wherever the folder lives.
+    result = {
+        "n": n,
+        "seed": seed,
+        "holdout_font": holdout_font,
+        "words": len(words),
+        "splits": sizes,
+        "fonts": counts,
+    }
+    (out / INFO_FILE).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return {**result, "out_dir": str(out), "seconds": time.perf_counter() - started}

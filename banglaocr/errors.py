@@ -1,0 +1,18 @@
+"""The one error type users see: a clear message and an exit code, never a traceback.
+
+Library code raises `UserError` for bad input (a broken recipe, a missing file, a
+renderer without Bangla shaping); the CLI prints its message on one line and exits
+with `exit_code`.
+
+>>> err = UserError("data.source: no such folder 'x'")
+>>> err.exit_code
+2
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user: shown as one line, exit code 2 unless told otherwise."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,1 @@
+"""Model factory: base, tiny random models, tokenizers, LoRA, quantisation."""

@@ -1,0 +1,1 @@
+"""Training: loss, confusion weighting, the loop, checkpoints."""

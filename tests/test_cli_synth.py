@@ -1,0 +1,54 @@
+"""`banglaocr synth` through the real command registry."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from banglaocr.cli import app
+
+runner = CliRunner()
+
+
+def test_help_has_summary_and_example():
+    result = runner.invoke(app, ["synth", "--help"])
+    assert result.exit_code == 0
+    assert "Render synthetic Bangla word images" in result.output
+    assert "banglaocr synth --out" in result.output
+    for option in ("--out", "--n", "--seed", "--fonts", "--words", "--holdout-font", "--overwrite"):
+        assert option in result.output
+
+
+def test_writes_a_data_set_and_prints_a_summary(tmp_path):
+    out = tmp_path / "synth"
+    result = runner.invoke(app, ["synth", "--out", str(out), "--n", "20", "--seed", "1",
+                                 "--holdout-font", "Lohit-Bengali"])
+    assert result.exit_code == 0, result.output
+    assert "held out" in result.output and "20 images" in result.output
+    info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    assert info["splits"] == {"train": 16, "val": 2, "test": 2}
+    assert info["fonts"]["Lohit-Bengali"]["train"] == 0
+    assert len(list(out.rglob("*.png"))) == 20
+
+
+def test_unknown_font_is_one_line_and_exit_code_2(tmp_path):
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / "o"), "--n", "5", "--holdout-font", "Nope"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "Nope" in result.output and "Lohit-Bengali" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "o"
+    assert runner.invoke(app, ["synth", "--out", str(out), "--n", "5"]).exit_code == 0
+    again = runner.invoke(app, ["synth", "--out", str(out), "--n", "5"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert runner.invoke(app, ["synth", "--out", str(out), "--n", "5", "--overwrite"]).exit_code == 0
+
+
+def test_missing_fonts_folder_is_a_user_error(tmp_path):
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / "o"), "--fonts", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "no such folder" in result.output and "Traceback" not in result.output

@@ -1,0 +1,197 @@
+"""Synthetic word images (banglaocr.data.synth)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from banglaocr.data import synth
+from banglaocr.data.synth import (
+    SPLITS,
+    bundled_fonts,
+    bundled_words,
+    font_name,
+    render_word,
+    write_synthetic_dataset,
+)
+from banglaocr.errors import UserError
+from banglaocr.text import normalize
+
+
+def read_split(out: Path, split: str) -> list[dict]:
+    lines = (out / split / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def files_by_name(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "out"
+    write_synthetic_dataset(out, n=40, seed=3, holdout_font="Lohit-Bengali", workers=1)
+    return out
+
+
+def test_same_seed_gives_byte_identical_files_whatever_the_worker_count(tmp_path, dataset):
+    again = tmp_path / "again"
+    write_synthetic_dataset(again, n=40, seed=3, holdout_font="Lohit-Bengali", workers=2)
+    assert files_by_name(again) == files_by_name(dataset)
+
+
+def test_different_seed_gives_different_words_and_pixels(tmp_path, dataset):
+    other = tmp_path / "other"
+    write_synthetic_dataset(other, n=40, seed=4, holdout_font="Lohit-Bengali", workers=1)
+    assert read_split(other, "train") != read_split(dataset, "train")
+    assert (other / "train" / "000000.png").read_bytes() != (dataset / "train" / "000000.png").read_bytes()
+
+
+def test_render_word_is_deterministic_under_its_generator():
+    font = bundled_fonts()[0]
+    first = render_word("স্ত্রী", font, np.random.default_rng(7))
+    second = render_word("স্ত্রী", font, np.random.default_rng(7))
+    third = render_word("স্ত্রী", font, np.random.default_rng(8))
+    assert first.tobytes() == second.tobytes()
+    assert first.tobytes() != third.tobytes()
+
+
+def test_layout_and_metadata_schema(dataset):
+    assert sorted(p.name for p in dataset.iterdir()) == ["synth.json", "test", "train", "val"]
+    font_names = {font_name(p) for p in bundled_fonts()}
+    seen = []
+    for split in SPLITS:
+        rows = read_split(dataset, split)
+        pngs = sorted(p.name for p in (dataset / split).glob("*.png"))
+        assert sorted(row["file_name"] for row in rows) == pngs
+        for row in rows:
+            assert set(row) == {"file_name", "text", "font"}
+            assert row["text"] == normalize(row["text"]) != ""
+            assert row["font"] in font_names
+            with Image.open(dataset / split / row["file_name"]) as image:
+                assert image.mode == "RGB" and image.width > 4 and image.height > 4
+        seen += [row["file_name"] for row in rows]
+    assert len(seen) == len(set(seen)) == 40  # file names are unique across splits
+
+
+def test_split_sizes_and_returned_counts(tmp_path):
+    result = write_synthetic_dataset(tmp_path / "o", n=20, seed=0, splits=(0.5, 0.25, 0.25), workers=1)
+    assert result["splits"] == {"train": 10, "val": 5, "test": 5}
+    assert sum(sum(per_split.values()) for per_split in result["fonts"].values()) == 20
+    for split in SPLITS:
+        assert len(read_split(tmp_path / "o", split)) == result["splits"][split]
+        assert sum(per_split[split] for per_split in result["fonts"].values()) == result["splits"][split]
+    info = json.loads((tmp_path / "o" / "synth.json").read_text(encoding="utf-8"))
+    assert info["splits"] == result["splits"] and info["seed"] == 0
+
+
+def test_holdout_font_only_in_val_and_test(dataset):
+    assert all(row["font"] != "Lohit-Bengali" for row in read_split(dataset, "train"))
+    assert any(row["font"] == "Lohit-Bengali" for row in read_split(dataset, "val"))
+    assert any(row["font"] == "Lohit-Bengali" for row in read_split(dataset, "test"))
+
+
+def test_splits_share_no_word(dataset):
+    words = [{row["text"] for row in read_split(dataset, split)} for split in SPLITS]
+    assert not (words[0] & words[1] or words[0] & words[2] or words[1] & words[2])
+
+
+def test_unknown_holdout_font_lists_the_available_names(tmp_path):
+    with pytest.raises(UserError, match="Lohit-Bengali") as err:
+        write_synthetic_dataset(tmp_path / "o", n=5, seed=0, holdout_font="Comic-Sans")
+    assert "Comic-Sans" in str(err.value)
+    assert not (tmp_path / "o").exists()  # nothing written before the inputs are checked
+
+
+def test_refuses_without_raqm(tmp_path, monkeypatch):
+    real_check = synth.features.check
+    monkeypatch.setattr(synth.features, "check", lambda name: False if name == "raqm" else real_check(name))
+    with pytest.raises(UserError, match="fribidi"):
+        write_synthetic_dataset(tmp_path / "o", n=5, seed=0)
+    with pytest.raises(UserError, match="RAQM"):
+        render_word("বাংলা", bundled_fonts()[0], np.random.default_rng(0))
+
+
+def test_refuses_a_non_empty_folder_and_overwrites_only_its_own_output(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        write_synthetic_dataset(foreign, n=5, seed=0)
+    with pytest.raises(UserError, match="not a synth output"):
+        write_synthetic_dataset(foreign, n=5, seed=0, overwrite=True)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+    out = tmp_path / "out"
+    write_synthetic_dataset(out, n=20, seed=0, workers=1)
+    with pytest.raises(UserError, match="--overwrite"):
+        write_synthetic_dataset(out, n=10, seed=1, workers=1)
+    write_synthetic_dataset(out, n=10, seed=1, overwrite=True, workers=1)
+    assert len(list(out.rglob("*.png"))) == 10  # no stale images from the first run
+
+
+def test_own_fonts_and_words(tmp_path):
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    for path in bundled_fonts()[:2]:
+        shutil.copy(path, fonts / path.name)
+    words = tmp_path / "words.txt"
+    words.write_text("বাংলায\u09bc\nবাংলা\u09df\n\nআমি\u200c\n", encoding="utf-8")
+    result = write_synthetic_dataset(tmp_path / "o", n=6, seed=0, fonts_dir=fonts, words_file=words, workers=1)
+    assert result["words"] == 2  # the two spellings of বাংলায় are one word once normalised
+    assert set(result["fonts"]) == {font_name(p) for p in bundled_fonts()[:2]}
+    texts = {row["text"] for split in SPLITS for row in read_split(tmp_path / "o", split)}
+    assert texts == {"বাংলা\u09df", "আমি"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fonts_dir": "/no/such/fonts"}, "no such folder"),
+        ({"words_file": "/no/such/words.txt"}, "no such file"),
+        ({"n": 0}, "at least 1"),
+        ({"seed": -1}, "seed"),
+        ({"splits": (0.5, 0.5, 0.5)}, "summing to 1"),
+    ],
+)
+def test_bad_arguments_are_user_errors(tmp_path, kwargs, message):
+    arguments = {"n": 5, "seed": 0, **kwargs}
+    with pytest.raises(UserError, match=message):
+        write_synthetic_dataset(tmp_path / "o", **arguments)
+
+
+def test_folder_without_fonts_and_broken_font(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no font files"):
+        write_synthetic_dataset(tmp_path / "o", n=5, seed=0, fonts_dir=tmp_path / "empty")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "Bad.ttf").write_bytes(b"not a font")
+    with pytest.raises(UserError, match="cannot load"):
+        write_synthetic_dataset(tmp_path / "o", n=5, seed=0, fonts_dir=tmp_path / "broken")
+
+
+def test_holdout_of_the_only_font_is_refused(tmp_path):
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    shutil.copy(bundled_fonts()[0], fonts)
+    only = font_name(bundled_fonts()[0])
+    with pytest.raises(UserError, match="only font"):
+        write_synthetic_dataset(tmp_path / "o", n=5, seed=0, fonts_dir=fonts, holdout_font=only)
+
+
+def test_bundled_words_are_normalised_unique_and_ordered():
+    words = bundled_words()
+    assert len(words) == len(set(words)) > 40_000
+    assert all(word == normalize(word) and word for word in words[:2000])
+
+
+def test_loads_as_an_imagefolder_data_set(dataset, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(dataset), cache_dir=str(tmp_path / "cache"))
+    assert {name: len(part) for name, part in loaded.items()} == {"train": 32, "validation": 4, "test": 4}
+    assert set(loaded["train"].column_names) == {"image", "text", "font"}
