@@ -38,7 +38,9 @@ def synth(
             "--holdout-font", metavar="NAME", help="Font (file name without extension) used only in val/test."
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier synth output in --out.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier synth output in --out.")
+    ] = False,
 ) -> None:
     """Render synthetic Bangla word images into an imagefolder data set (train/val/test).
 

@@ -151,19 +151,27 @@ def images_to_batch(images: list[Image.Image]) -> tuple[torch.Tensor, list[int]]
     return batch, widths
 
 
+# One uniform per image for each random choice of `augment_batch`, drawn together in this order
+# (adding a name changes the stream: augmentations of old seeds are not reproduced across versions).
+_PARAMS = ("angle", "shear", "scale", "elastic", "stroke", "blur", "contrast", "brightness", "noise", "skip")
+
+
 def _odd(value: float) -> int:
     size = max(3, int(math.ceil(value)))
     return size if size % 2 == 1 else size + 1
 
 
-def _affine_matrices(uniform: torch.Tensor, widths: torch.Tensor, height: int,
-                     cfg: AugmentConfig) -> torch.Tensor:
-    """Per-image [B, 2, 3] affine (rotation, horizontal shear, scale) about each image's own centre."""
-    angle = (uniform[:, 0] * 2 - 1) * math.radians(cfg.rotate_degrees)
-    shear = (uniform[:, 1] * 2 - 1) * cfg.shear
-    scale = 1 + (uniform[:, 2] * 2 - 1) * cfg.scale
+def _affine_matrices(u_angle: torch.Tensor, u_shear: torch.Tensor, u_scale: torch.Tensor,
+                     widths: torch.Tensor, height: int, cfg: AugmentConfig) -> torch.Tensor:
+    """Per-image [B, 2, 3] affine (rotation, horizontal shear, scale) about each image's own centre.
+
+    The `u_*` are uniforms in [0, 1), one per image, mapped to [-max, max] of each setting.
+    """
+    angle = (u_angle * 2 - 1) * math.radians(cfg.rotate_degrees)
+    shear = (u_shear * 2 - 1) * cfg.shear
+    scale = 1 + (u_scale * 2 - 1) * cfg.scale
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    cx = (widths.to(uniform.dtype) - 1) / 2
+    cx = (widths.to(u_angle.dtype) - 1) / 2
     cy = torch.full_like(cx, (height - 1) / 2)
     # A = R(angle) * scale @ Shear, with Shear = [[1, shear], [0, 1]] (x' = x + shear * y: slant).
     a00, a01 = cos, cos * shear - sin
@@ -172,6 +180,20 @@ def _affine_matrices(uniform: torch.Tensor, widths: torch.Tensor, height: int,
     tx = cx - (a00 * cx + a01 * cy)
     ty = cy - (a10 * cx + a11 * cy)
     return torch.stack([torch.stack([a00, a01, tx], 1), torch.stack([a10, a11, ty], 1)], 1)
+
+
+def _paper_tone(batch: torch.Tensor, widths: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    """Per-image, per-channel paper colour [B, 3, 1, 1]: the median of the image's outer ring of pixels.
+
+    Word crops have paper at their edges (tight crops keep a margin); the median ignores the
+    odd stroke that touches an edge. Only the ring is sorted, which keeps this cheap.
+    """
+    b, channels, height, _ = batch.shape
+    rows = torch.cat([batch[:, :, 0], batch[:, :, -1]], 2)
+    rows = rows.masked_fill(torch.cat([padding[:, :, 0], padding[:, :, 0]], 2), float("nan"))
+    last = (widths - 1).view(-1, 1, 1, 1).expand(b, channels, height, 1)
+    cols = torch.cat([batch[:, :, :, 0], batch.gather(3, last).squeeze(3)], 2)
+    return torch.cat([rows, cols], 2).nanmedian(dim=2).values.view(b, channels, 1, 1)
 
 
 def _stroke_width(ink: torch.Tensor, radius: torch.Tensor, max_radius: int) -> torch.Tensor:
@@ -217,7 +239,8 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
     device, dtype = batch.device, batch.dtype
     b, _, height, width = batch.shape
     # All per-image draws happen first, in a fixed order, so the stream is the same whatever the device.
-    params = torch.rand(b, 8, generator=generator, device=generator.device).to(device, dtype)
+    params = torch.rand(b, len(_PARAMS), generator=generator, device=generator.device).to(device, dtype)
+    u = {name: params[:, i] for i, name in enumerate(_PARAMS)}
     field_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     if generator.device == device:
         field_generator = generator
@@ -225,12 +248,16 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
         field_generator = torch.Generator(device=device).manual_seed(field_seed)
     width_t = torch.tensor(widths, device=device)
 
-    # Work in ink space (0 = paper, 1 = ink): zero padding of the warps is then blank paper,
-    # and dilation means bolder strokes.
-    ink = 1.0 - batch
+    # Work in ink space (0 = white, 1 = black): dilation then means bolder strokes. What a warp
+    # brings in from outside an image (its padding, or beyond the batch edge) is that image's own
+    # paper tone, so a rotated grey scan gets no white corners.
+    padding = torch.arange(width, device=device).view(1, 1, 1, -1) >= width_t.view(-1, 1, 1, 1)
+    paper = 1.0 - _paper_tone(batch, width_t, padding)
+    ink = torch.where(padding, paper, 1.0 - batch)
 
-    matrices = _affine_matrices(params[:, :3], width_t, height, cfg)
-    ink = kornia.geometry.transform.warp_affine(ink, matrices, (height, width), padding_mode="zeros")
+    matrices = _affine_matrices(u["angle"], u["shear"], u["scale"], width_t, height, cfg)
+    ink = kornia.geometry.transform.warp_affine(ink, matrices, (height, width), padding_mode="fill",
+                                                fill_value=paper)
 
     if cfg.elastic_alpha > 0:
         # Wobble on the scale of a quarter of the line height. Smoothing white noise U(-1, 1) with a
@@ -238,42 +265,39 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
         # and then to grid_sample's normalised coordinates (2 / size per pixel).
         sigma = max(height / 4.0, 2.0)
         kernel = _odd(4 * sigma)
-        strength = params[:, 3].view(-1, 1, 1, 1)
+        strength = u["elastic"].view(-1, 1, 1, 1)
         noise = torch.rand(b, 2, height, width, generator=field_generator, device=device, dtype=dtype)
         noise = (noise * 2 - 1) * strength
         pixels = cfg.elastic_alpha * sigma / 0.163
         ink = kornia.geometry.transform.elastic_transform2d(
             ink, noise, kernel_size=(kernel, kernel), sigma=(sigma, sigma),
-            alpha=(pixels * 2 / width, pixels * 2 / height), padding_mode="zeros")
+            alpha=(pixels * 2 / width, pixels * 2 / height), padding_mode="border")
 
     if cfg.stroke_width > 0:
         # Radius uniform over {-R, ..., R}.
-        radius = (params[:, 4] * (2 * cfg.stroke_width + 1)).floor().long() - cfg.stroke_width
+        radius = (u["stroke"] * (2 * cfg.stroke_width + 1)).floor().long() - cfg.stroke_width
         ink = _stroke_width(ink, radius, cfg.stroke_width)
 
     if cfg.blur_sigma > 0:
-        sigma = (params[:, 5] * cfg.blur_sigma).clamp_min(1e-3)  # ~1e-3: a delta kernel, i.e. no blur
+        sigma = (u["blur"] * cfg.blur_sigma).clamp_min(1e-3)  # ~1e-3: a delta kernel, i.e. no blur
         kernel = _odd(6 * cfg.blur_sigma + 1)
         ink = kornia.filters.gaussian_blur2d(ink, (kernel, kernel), torch.stack([sigma, sigma], 1))
 
     images = 1.0 - ink
     if cfg.contrast > 0:
-        factor = (1 + (params[:, 6] * 2 - 1) * cfg.contrast).view(-1, 1, 1, 1)
-        shift = ((params[:, 7] * 2 - 1) * cfg.contrast / 2).view(-1, 1, 1, 1)
+        factor = (1 + (u["contrast"] * 2 - 1) * cfg.contrast).view(-1, 1, 1, 1)
+        shift = ((u["brightness"] * 2 - 1) * cfg.contrast / 2).view(-1, 1, 1, 1)
         images = (images - 0.5) * factor + 0.5 + shift
 
     if cfg.noise_std > 0:
-        # Per-image std in [0, noise_std]; the draw for the std reuses the blur column's partner so
-        # the parameter table stays 8 wide (the values are independent uniforms either way).
-        std = (params[:, 3].roll(1) * cfg.noise_std).view(-1, 1, 1, 1)
+        std = (u["noise"] * cfg.noise_std).view(-1, 1, 1, 1)
         images = images + torch.randn(images.shape, generator=field_generator, device=device, dtype=dtype) * std
 
     images = images.clamp_(0.0, 1.0)
     # Chance per image, then white padding: columns past each image's width are blank paper again.
-    keep = (torch.rand(b, generator=generator, device=generator.device) >= cfg.probability).to(device)
+    keep = u["skip"] >= cfg.probability
     images = torch.where(keep.view(-1, 1, 1, 1), batch, images)
-    columns = torch.arange(width, device=device).view(1, 1, 1, -1)
-    return images.masked_fill(columns >= width_t.view(-1, 1, 1, 1), 1.0)
+    return images.masked_fill(padding, 1.0)
 
 
 def patchify(batch: torch.Tensor, widths: list[int], patch_size: int = PATCH_SIZE,

@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 
 from banglaocr.config import ImageConfig
-from banglaocr.data.pixels import budget_size, visual_tokens
+from banglaocr.data.pixels import budget_width, visual_tokens
 from banglaocr.data.sources import Record, SkipReport, UnreadableImage, image_size
 from banglaocr.text import graphemes
 
@@ -149,11 +149,11 @@ def scan_records(records: list[Record], tokenizer, samples: int = 1000, seed: in
     budget = recommend_budget(columns, max_height=max_height, padding_buffer=padding_buffer, stretch=stretch)
     image_cfg = ImageConfig(height=budget["height"], max_width=budget["max_width"],
                             min_width=budget["min_width"], stretch=stretch)
-    budget_tokens = [visual_tokens(*budget_size(w, h, image_cfg)[::-1]) for w, h in zip(widths, heights)]
+    budget_tokens = [visual_tokens(image_cfg.height, budget_width(h, w, image_cfg)) for w, h in zip(widths, heights)]
     default_tokens = [processor_default_tokens(h, w) for w, h in zip(widths, heights)]
     columns["visual_tokens_budget"] = budget_tokens
     columns["visual_tokens_default"] = default_tokens
-    squeezed = sum(1 for w, h in zip(widths, heights) if h and w * budget["height"] * stretch / h > budget["max_width"])
+    squeezed = sum(1 for w, h in zip(widths, heights) if w * budget["height"] * stretch / h > budget["max_width"])
     budget["squeezed_fraction"] = squeezed / len(widths)
     return ScanResult(columns=columns, budget=budget, skipped=skipped, sampled=len(chosen),
                       population=len(records))

@@ -26,6 +26,7 @@ Accepted sources (`data.source`):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -392,3 +393,34 @@ def load_splits(cfg: DataConfig) -> DataSplits:
     if not train:
         raise UserError(f"no usable training samples in {cfg.source} ({skipped.summary()})")
     return DataSplits(train=train, val=val, test=test, skipped=skipped, source=cfg.source)
+
+
+def synth_dir(cfg: DataConfig, work_dir: Path) -> Path:
+    """Where `data.source: synth` renders: `data.synth.dir`, else a folder named by its parameters."""
+    if cfg.synth.dir:
+        return Path(cfg.synth.dir)
+    holdout = f"-{cfg.synth.holdout_font}" if cfg.synth.holdout_font else ""
+    return Path(work_dir) / f"synth-{cfg.synth.n}-{cfg.synth.seed}{holdout}"
+
+
+def resolve_source(cfg: DataConfig, work_dir: Path) -> DataConfig:
+    """Render `source: synth` on first use (later runs reuse the folder) and point the config at it.
+
+    Any other source is returned unchanged. The rendered folder carries `synth.json`; a folder
+    rendered with other parameters is an error rather than silently reused.
+    """
+    if cfg.source != "synth":
+        return cfg
+    from banglaocr.data.synth import write_synthetic_dataset
+
+    folder = synth_dir(cfg, work_dir)
+    marker = folder / "synth.json"
+    if marker.is_file():
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        wanted = {"n": cfg.synth.n, "seed": cfg.synth.seed, "holdout_font": cfg.synth.holdout_font}
+        if any(recorded.get(key) != value for key, value in wanted.items()):
+            raise UserError(f"{folder} holds synthetic data rendered with other settings; "
+                            "delete it or set data.synth.dir elsewhere")
+    else:
+        write_synthetic_dataset(folder, n=cfg.synth.n, seed=cfg.synth.seed, holdout_font=cfg.synth.holdout_font)
+    return dataclasses.replace(cfg, source=str(folder))

@@ -266,7 +266,7 @@ def build_char_tokenizer() -> PreTrainedTokenizerBase:
     >>> len(tok.encode("কলম")), tok.decode(tok.encode("কলম"))
     (3, 'কলম')
     """
-    return _char_tokenizer_cached().__class__.from_pretrained(_char_folder()) if False else _fresh_char_tokenizer()
+    return _fresh_char_tokenizer()
 
 
 # --------------------------------------------------------------------------- building

@@ -1,0 +1,175 @@
+"""Data sources: every source kind, class selection, seeded splits, and counted (never silent) skips."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from banglaocr.config import DataConfig
+from banglaocr.data.sources import (
+    Record,
+    UnreadableImage,
+    image_size,
+    load_splits,
+    open_image,
+    resolve_source,
+)
+from banglaocr.errors import UserError
+
+WORDS = ["বাংলা", "ভাষা", "কলম", "খাতা", "আকাশ", "নদী", "পাখি", "ফুল", "মাটি", "জল", "গাছ", "ঘর"]
+
+
+def png_bytes(width=60, height=20) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_imagefolder(root, rows_per_split, extra_rows=()):
+    for split, count in rows_per_split.items():
+        folder = root / split
+        folder.mkdir(parents=True)
+        rows = []
+        for i in range(count):
+            name = f"{i:03d}.png"
+            (folder / name).write_bytes(png_bytes(40 + i, 20))
+            rows.append({"file_name": name, "text": WORDS[i % len(WORDS)], "class": "word" if i % 3 else "char"})
+        if split == "train":
+            rows.extend(extra_rows)
+        (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows),
+                                               encoding="utf-8")
+    return root
+
+
+def test_imagefolder_with_splits_and_counted_skips(tmp_path):
+    root = make_imagefolder(tmp_path / "ds", {"train": 12, "val": 3, "test": 2}, extra_rows=[
+        {"file_name": "missing.png", "text": "কলম"},
+        {"file_name": "000.png", "text": "   "},
+    ])
+    (root / "train" / "zero.png").write_bytes(b"")
+    with (root / "train" / "metadata.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write("\n" + json.dumps({"file_name": "zero.png", "text": "ঘর"}))
+    splits = load_splits(DataConfig(source=str(root)))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 3, 2)
+    assert splits.skipped.total == 3
+    assert dict(splits.skipped.counts) == {"missing image file": 1, "empty label": 1, "empty image file": 1}
+    assert "skipped 3 sample(s)" in splits.skipped.summary()
+    assert open_image(splits.train[0]).mode == "RGB"
+
+
+def test_class_filter_samples_per_class_and_seeded_split(tmp_path):
+    root = make_imagefolder(tmp_path / "ds", {"train": 30})
+    (root / "train").rename(root / "all")
+    (root / "all" / "metadata.jsonl").rename(root / "metadata.jsonl")
+    for png in (root / "all").glob("*.png"):
+        png.rename(root / png.name)
+    cfg = DataConfig(source=str(root), classes=["word"], samples_per_class=10, val_fraction=0.2,
+                     test_fraction=0.1, split_seed=3)
+    first, again = load_splits(cfg), load_splits(cfg)
+    assert [r.id for r in first.train] == [r.id for r in again.train]
+    assert [r.id for r in first.val] == [r.id for r in again.val]
+    assert len(first.train) + len(first.val) + len(first.test) == 10
+    assert (len(first.val), len(first.test)) == (2, 1)
+    assert all(r.cls == "word" for r in first.train + first.val + first.test)
+    other = load_splits(DataConfig(source=str(root), classes=["word"], samples_per_class=10, val_fraction=0.2,
+                                   test_fraction=0.1, split_seed=4))
+    assert {r.id for r in other.val} != {r.id for r in first.val} or {r.id for r in other.train} != {
+        r.id for r in first.train}
+    with pytest.raises(UserError, match="match no sample"):
+        load_splits(DataConfig(source=str(root), classes=["line"]))
+
+
+def test_manifest_jsonl_and_csv(tmp_path):
+    (tmp_path / "img").mkdir()
+    lines, csv_lines = [], ["path,label"]
+    for i, word in enumerate(WORDS[:6]):
+        (tmp_path / "img" / f"{i}.png").write_bytes(png_bytes())
+        lines.append(json.dumps({"image": f"img/{i}.png", "text": word}, ensure_ascii=False))
+        csv_lines.append(f"img/{i}.png,{word}")
+    (tmp_path / "m.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    (tmp_path / "m.csv").write_text("\n".join(csv_lines), encoding="utf-8")
+    jsonl = load_splits(DataConfig(source=str(tmp_path / "m.jsonl"), val_fraction=0, test_fraction=0))
+    assert [r.text for r in jsonl.train] == WORDS[:6]
+    csv_splits = load_splits(DataConfig(source=str(tmp_path / "m.csv"), image_column="path", text_column="label",
+                                        val_fraction=0, test_fraction=0))
+    assert [r.text for r in csv_splits.train] == WORDS[:6]
+    with pytest.raises(UserError, match="no 'text' column"):
+        load_splits(DataConfig(source=str(tmp_path / "m.csv"), image_column="path"))
+
+
+def test_bad_manifest_line_is_a_clear_error(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"image": "a.png", "text": "ক"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"m.jsonl:2: not valid JSON"):
+        load_splits(DataConfig(source=str(tmp_path / "m.jsonl")))
+
+
+def _arrow_dataset(n=10):
+    import datasets
+
+    rows = {"image": [{"bytes": png_bytes(30 + i, 16), "path": None} for i in range(n)],
+            "text": [WORDS[i % len(WORDS)] for i in range(n)],
+            "class": ["word" if i % 2 else "char" for i in range(n)]}
+    rows["image"][1] = {"bytes": b"", "path": None}  # decoded only when used: counted by its reader
+    rows["text"][2] = ""
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string"),
+                                  "class": datasets.Value("string")})
+    return datasets.Dataset.from_dict(rows, features=features)
+
+
+def test_saved_dataset_keeps_images_lazy(tmp_path):
+    _arrow_dataset().save_to_disk(str(tmp_path / "saved"))
+    splits = load_splits(DataConfig(source=str(tmp_path / "saved"), classes=["word"], val_fraction=0,
+                                    test_fraction=0))
+    assert len(splits.train) == 5 and splits.skipped.counts["empty label"] == 1  # counted before filtering
+    record = next(r for r in splits.train if r.id == "train#3")
+    assert image_size(record) == (33, 16)
+    with pytest.raises(UnreadableImage):
+        open_image(next(r for r in splits.train if r.id == "train#1"))
+
+
+def test_load_dataset_path_counts_empty_labels(tmp_path):
+    """The same `datasets.load_dataset` call a hub id takes, on a local parquet folder."""
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    _arrow_dataset().to_parquet(str(folder / "train-00000.parquet"))
+    splits = load_splits(DataConfig(source=str(folder), val_fraction=0.2, test_fraction=0.2))
+    assert splits.skipped.counts["empty label"] == 1
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 9
+
+
+def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="cannot load data set 'nobody/no-such-dataset'"):
+        load_splits(DataConfig(source="nobody/no-such-dataset"))
+
+
+def test_missing_local_source():
+    with pytest.raises(UserError, match="not found"):
+        load_splits(DataConfig(source="./no/such/folder"))
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b"", "empty file"),
+    (b"this is text, not an image", "not a readable image"),
+    (png_bytes()[:40], "not a readable image"),
+])
+def test_open_image_rejects_corrupt_files(tmp_path, payload, reason):
+    path = tmp_path / "bad.png"
+    path.write_bytes(payload)
+    with pytest.raises(UnreadableImage, match=reason):
+        open_image(Record(id="bad", text="ক", image=str(path)))
+
+
+def test_synth_source_is_rendered_once_then_reused(tmp_path):
+    cfg = DataConfig(source="synth")
+    cfg = type(cfg)(source="synth", synth=type(cfg.synth)(n=20, seed=5))
+    resolved = resolve_source(cfg, tmp_path)
+    assert resolved.source.endswith("synth-20-5")
+    marker = (tmp_path / "synth-20-5" / "synth.json").stat().st_mtime_ns
+    assert resolve_source(cfg, tmp_path).source == resolved.source
+    assert (tmp_path / "synth-20-5" / "synth.json").stat().st_mtime_ns == marker
+    splits = load_splits(resolved)
+    assert len(splits.train) == 16 and len(splits.val) == 2 and len(splits.test) == 2
