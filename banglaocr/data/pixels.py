@@ -128,6 +128,15 @@ def visual_tokens(height: int, width: int) -> int:
     return (height // PATCH_SIZE) * (width // PATCH_SIZE) // (MERGE_SIZE * MERGE_SIZE)
 
 
+def image_grid(height: int, widths: list[int], patch_size: int = PATCH_SIZE) -> torch.Tensor:
+    """`image_grid_thw` [B, 3] = (1, height / patch, width / patch) for images of one batch (CPU).
+
+    >>> image_grid(64, [256, 96]).tolist()
+    [[1, 4, 16], [1, 4, 6]]
+    """
+    return torch.tensor([[1, height // patch_size, width // patch_size] for width in widths], dtype=torch.long)
+
+
 def images_to_batch(images: list[Image.Image]) -> tuple[torch.Tensor, list[int]]:
     """Stack equally high RGB images into a float32 [B, 3, H, Wmax] tensor in [0, 1], padded with white.
 
@@ -198,7 +207,7 @@ def _paper_tone(batch: torch.Tensor, widths: torch.Tensor, padding: torch.Tensor
 
 def _stroke_width(ink: torch.Tensor, radius: torch.Tensor, max_radius: int) -> torch.Tensor:
     """Bolder (radius > 0: dilation of the ink) or thinner (radius < 0: erosion) strokes, per image."""
-    import kornia
+    import kornia  # see augment_batch
 
     kernel = torch.ones(3, 3, device=ink.device, dtype=ink.dtype)
     out = ink
@@ -234,19 +243,23 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
     """
     if not cfg.enabled or cfg.probability == 0.0:
         return batch
+    # Imported here: the data-loader workers run the CPU half of this module and never need it.
     import kornia
 
     device, dtype = batch.device, batch.dtype
     b, _, height, width = batch.shape
-    # All per-image draws happen first, in a fixed order, so the stream is the same whatever the device.
-    params = torch.rand(b, len(_PARAMS), generator=generator, device=generator.device).to(device, dtype)
+    # All per-image draws happen first, in a fixed order, so the stream is the same whatever the
+    # device. Small host-to-device copies are `non_blocking`: a blocking copy would wait for every
+    # kernel already queued on the device (a sync point) before augmentation could even be queued.
+    host = torch.rand(b, len(_PARAMS), generator=generator, device=generator.device)
+    params = host.to(device, dtype, non_blocking=True)
     u = {name: params[:, i] for i, name in enumerate(_PARAMS)}
     field_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     if generator.device == device:
         field_generator = generator
     else:
         field_generator = torch.Generator(device=device).manual_seed(field_seed)
-    width_t = torch.tensor(widths, device=device)
+    width_t = torch.tensor(widths).to(device, non_blocking=True)
 
     # Work in ink space (0 = white, 1 = black): dilation then means bolder strokes. What a warp
     # brings in from outside an image (its padding, or beyond the batch edge) is that image's own
@@ -279,9 +292,11 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
         ink = _stroke_width(ink, radius, cfg.stroke_width)
 
     if cfg.blur_sigma > 0:
-        sigma = (u["blur"] * cfg.blur_sigma).clamp_min(1e-3)  # ~1e-3: a delta kernel, i.e. no blur
+        # sigma stays on the host: kornia checks sigma > 0 where the tensor lives, which on the
+        # device would be a sync point. ~1e-3 is a delta kernel, i.e. no blur.
+        sigma = (host[:, _PARAMS.index("blur")] * cfg.blur_sigma).clamp_min(1e-3)
         kernel = _odd(6 * cfg.blur_sigma + 1)
-        ink = kornia.filters.gaussian_blur2d(ink, (kernel, kernel), torch.stack([sigma, sigma], 1))
+        ink = kornia.filters.gaussian_blur2d(ink, (kernel, kernel), torch.stack([sigma, sigma], 1).to(dtype))
 
     images = 1.0 - ink
     if cfg.contrast > 0:
@@ -336,5 +351,4 @@ def patchify(batch: torch.Tensor, widths: list[int], patch_size: int = PATCH_SIZ
     # patch embedding expects `temporal_patch_size` frames).
     kept = kept.unsqueeze(3).expand(-1, -1, -1, temporal_patch_size, -1, -1)
     pixel_values = kept.reshape(-1, channels * temporal_patch_size * patch_size * patch_size)
-    grid = torch.tensor([[1, height // patch_size, w // patch_size] for w in widths], dtype=torch.long)
-    return pixel_values, grid.to(batch.device)
+    return pixel_values, image_grid(height, widths, patch_size).to(batch.device, non_blocking=True)

@@ -269,6 +269,28 @@ def build_char_tokenizer() -> PreTrainedTokenizerBase:
     return _fresh_char_tokenizer()
 
 
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """A tokenizer by name: `qwen` (the real one, offline), `char`, or a hub id / model folder.
+
+    >>> len(load_tokenizer("char")) < 500
+    True
+    """
+    if name == "qwen":
+        return build_qwen_tokenizer()
+    if name == "char":
+        return build_char_tokenizer()
+    from transformers import AutoTokenizer
+
+    from banglaocr.errors import UserError
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load tokenizer '{name}': {first_line} "
+                        "(offline? use 'qwen' for the real Qwen vocabulary without the hub)") from None
+
+
 # --------------------------------------------------------------------------- building
 
 

@@ -1,0 +1,491 @@
+"""Build the model: a pretrained Qwen3-VL (hub id or folder) or a tiny random one, plus LoRA.
+
+`load_model` is the one entry point. It decides the weight dtype, quantises the frozen base
+(bitsandbytes 8-bit / 4-bit NF4), turns on gradient checkpointing, wraps the model in LoRA
+adapters (or leaves every parameter trainable for a full fine-tune) and returns it with its
+tokenizer. `save_model_folder` writes what it returns as standard folders that plain
+transformers / peft load offline.
+
+Weight dtype (`model.dtype: auto` follows `train.precision`):
+
+| precision | LoRA base weights | full fine-tune weights |
+| --------- | ----------------- | ---------------------- |
+| fp32      | float32           | float32                |
+| bf16      | bfloat16          | float32 (autocast does the bf16 math) |
+| fp16      | float16, vision tower float32 | float32 (autocast does the fp16 math) |
+
+Trainable parameters are always float32 when the weights are half precision: LoRA
+matrices and `train_modules` copies are upcast (a GradScaler cannot unscale fp16
+gradients, and small updates vanish in fp16/bf16 weights). With float16 weights the vision
+tower is kept in float32 and runs with autocast switched off: Qwen3-VL's vision MLP
+overflows the fp16 range. A quantised base quantises the language model only; the vision
+tower stays unquantised.
+
+Saved folders (`save_model_folder`):
+
+    adapter folder (LoRA)                  full folder (no LoRA, or merged)
+      adapter_config.json                    config.json, generation_config.json
+      adapter_model.safetensors              model.safetensors
+      tokenizer.json, tokenizer_config.json  tokenizer.json, tokenizer_config.json
+      chat_template.jinja                    chat_template.jinja
+      base/   (tiny random bases only: a full folder; adapter_config.json names it "base")
+
+A hub or local base is named by `base_model_name_or_path` in adapter_config.json instead.
+
+>>> import torch
+>>> from banglaocr.config import ModelConfig, LoraConfig, TinyModelSpec
+>>> _ = torch.manual_seed(0)
+>>> tiny = ModelConfig(name_or_path="tiny", init="tiny", tiny=TinyModelSpec(hidden_size=64, num_layers=2))
+>>> loaded = load_model(tiny, LoraConfig(r=4))
+>>> loaded.is_peft, trainable_parameter_summary(loaded.model)[0]
+(True, 14336)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
+from banglaocr.errors import UserError
+from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
+
+# Name of the tiny base's folder inside an adapter folder (and its `base_model_name_or_path`).
+BASE_SUBFOLDER = "base"
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to train or run, with the tokenizer that belongs to it."""
+
+    model: Any
+    """`peft.PeftModel` when LoRA is on, else the `Qwen3VLForConditionalGeneration` itself."""
+    tokenizer: Any
+    """The Qwen-format tokenizer (special token ids: `tokenizers.special_token_ids`)."""
+    config: Any
+    """The transformers model config (`Qwen3VLConfig`): token ids, sizes."""
+    is_peft: bool
+    """True when `model` carries LoRA adapters."""
+    base_name_or_path: str | None = None
+    """Where the base weights can be loaded from again (hub id or folder); None for a tiny random
+    base, which `save_model_folder` then writes next to the adapter."""
+
+
+# --------------------------------------------------------------------------- configs and dtypes
+
+
+def tiny_model_config(spec: TinyModelSpec, tokenizer) -> Any:
+    """A small Qwen3-VL config whose vocabulary and special token ids come from `tokenizer`.
+
+    Qwen3-VL-2B's shape rules scaled down: M-RoPE sections in the 24:20:20 proportion summing to
+    head_dim / 2, a square grid of vision position embeddings, up to three deepstack layers
+    spread over the vision tower (each feeds one of the first text layers), 16-pixel patches
+    merged 2x2, tied embeddings.
+
+    >>> from banglaocr.model.tokenizers import build_char_tokenizer
+    >>> config = tiny_model_config(TinyModelSpec(), build_char_tokenizer())
+    >>> config.text_config.rope_parameters["mrope_section"], config.vision_config.deepstack_visual_indexes
+    ([6, 5, 5], [0, 1, 2])
+    """
+    from transformers import Qwen3VLConfig
+
+    ids = special_token_ids(tokenizer)
+    head_dim = spec.hidden_size // spec.num_heads
+    half = head_dim // 2
+    height_width = half * 5 // 16  # 20 of 64 in Qwen3-VL-2B
+    mrope_section = [half - 2 * height_width, height_width, height_width]
+    # The text layers that receive deepstack features are the first len(indexes) ones, and
+    # each index must name a vision block: at most min(3, text layers, vision blocks).
+    count = min(3, spec.num_layers, spec.vision_depth)
+    indexes = sorted({max(0, spec.vision_depth * (i + 1) // (count + 1) - 1) for i in range(count)})
+    if len(indexes) < count:
+        indexes = list(range(count))
+    # Position embeddings are interpolated over a square grid; 16x16 suffices for word crops.
+    grid_side = 16
+    return Qwen3VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": spec.hidden_size,
+            "intermediate_size": spec.intermediate_size,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_kv_heads,
+            "head_dim": head_dim,
+            "max_position_embeddings": 32768,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0,
+                                "mrope_section": mrope_section, "mrope_interleaved": True},
+            "bos_token_id": ids["pad"],
+            "eos_token_id": ids["im_end"],
+            "pad_token_id": ids["pad"],
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": spec.vision_depth,
+            "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": spec.vision_intermediate_size,
+            "num_heads": spec.vision_heads,
+            "out_hidden_size": spec.hidden_size,
+            "num_position_embeddings": grid_side * grid_side,
+            "deepstack_visual_indexes": indexes,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["image_pad"],
+        video_token_id=ids["video_pad"],
+        vision_start_token_id=ids["vision_start"],
+        vision_end_token_id=ids["vision_end"],
+        tie_word_embeddings=True,
+    )
+
+
+def resolve_dtype(model_cfg: ModelConfig, precision: str, full_finetune: bool) -> torch.dtype:
+    """The dtype the weights are loaded in (see the module docstring's table).
+
+    >>> resolve_dtype(ModelConfig(name_or_path="x"), "fp16", full_finetune=False)
+    torch.float16
+    >>> resolve_dtype(ModelConfig(name_or_path="x"), "bf16", full_finetune=True)
+    torch.float32
+    """
+    if model_cfg.dtype != "auto":
+        return _DTYPES[model_cfg.dtype]
+    if precision not in _PRECISION_DTYPES:
+        raise UserError(f"train.precision must be one of fp32, fp16, bf16, got {precision!r}")
+    if full_finetune:
+        return torch.float32  # optimizer updates need float32 master weights
+    return _PRECISION_DTYPES[precision]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: str = "fp32",
+               device_map: Any = None) -> LoadedModel:
+    """Load (or build) the model, quantise, checkpoint and wrap it in LoRA as the recipe says.
+
+    `init: tiny` builds a random model from `model_cfg.tiny` (seed it with `torch.manual_seed`);
+    `init: pretrained` loads `name_or_path`, a hub id or a local folder - a full model folder,
+    or an adapter folder written by `save_model_folder` (its base is loaded first). `lora_cfg`
+    None = full fine-tune (every parameter trainable). `device_map` overrides
+    `model_cfg.device_map`.
+
+    >>> load_model(ModelConfig(name_or_path="/no/such/folder"), None)
+    Traceback (most recent call last):
+    ...
+    banglaocr.errors.UserError: model folder not found: /no/such/folder
+    """
+    adapter_folder = _adapter_folder(model_cfg.name_or_path) if model_cfg.init == "pretrained" else None
+    if lora_cfg is None and adapter_folder is None and model_cfg.quantization is not None:
+        raise UserError("model.quantization needs LoRA: a quantised base cannot be fully fine-tuned "
+                        "(set a lora section or model.quantization=null)")
+    dtype = resolve_dtype(model_cfg, precision, full_finetune=lora_cfg is None and adapter_folder is None)
+    device_map = device_map if device_map is not None else model_cfg.device_map
+
+    if model_cfg.init == "tiny":
+        if model_cfg.quantization is not None:
+            raise UserError("model.quantization needs pretrained weights (model.init: pretrained); "
+                            "quantising a random tiny model has nothing to preserve")
+        model, tokenizer = _build_tiny(model_cfg, dtype)
+        base_name = None
+    else:
+        base_name = _adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
+        model = _load_pretrained(model_cfg, base_name, dtype, device_map)
+        tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else base_name)
+        if adapter_folder is not None and Path(base_name).parent == adapter_folder:
+            # A tiny base saved inside the adapter folder: save it again with every new adapter
+            # folder rather than point at this one (checkpoint rotation may delete it).
+            base_name = None
+
+    if dtype == torch.float16:
+        _keep_vision_tower_in_fp32(model)
+    if model_cfg.quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        # Checkpointing is switched on below with the non-deprecated method; peft's own call
+        # would use the deprecated name.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        _keep_4bit_weights_trainable_on_cpu(model)
+    if model_cfg.gradient_checkpointing:
+        # use_reentrant=False: gradients reach LoRA weights even though the checkpointed
+        # block's inputs are frozen activations (the reentrant variant would drop them).
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.config.use_cache = False  # the cache is useless while training and conflicts with recompute
+
+    if adapter_folder is not None:
+        model = _attach_saved_adapter(model, adapter_folder, trainable=lora_cfg is not None)
+    elif lora_cfg is not None:
+        model = _add_lora(model, lora_cfg)
+    else:
+        for param in model.parameters():
+            param.requires_grad_(True)
+    if lora_cfg is not None and dtype != torch.float32:
+        _upcast_trainable(model)
+    return LoadedModel(model=model, tokenizer=tokenizer, config=_unwrap(model).config,
+                       is_peft=lora_cfg is not None or adapter_folder is not None,
+                       base_name_or_path=base_name)
+
+
+def _build_tiny(model_cfg: ModelConfig, dtype: torch.dtype):
+    from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
+
+    tokenizer = build_char_tokenizer() if model_cfg.tiny.tokenizer == "char" else build_qwen_tokenizer()
+    config = tiny_model_config(model_cfg.tiny, tokenizer)
+    model = Qwen3VLForConditionalGeneration._from_config(
+        config, attn_implementation=model_cfg.attn_implementation, dtype=dtype)
+    ids = special_token_ids(tokenizer)
+    # Like Qwen3-VL's generation_config.json (stop at <|im_end|> or <|endoftext|>), but greedy.
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["pad"], eos_token_id=[ids["im_end"], ids["pad"]], pad_token_id=ids["pad"])
+    return model, tokenizer
+
+
+def _check_reachable(name: str) -> str:
+    """Fail early, in one line, for a folder that does not exist; returns the name to load."""
+    path = Path(name).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"model path is a file, expected a model folder: {name}")
+    is_path_like = name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+    if is_path_like and not path.is_dir():
+        raise UserError(f"model folder not found: {name}")
+    return str(path) if path.is_dir() else name
+
+
+def _offline_hint() -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline:
+        return ("HF_HUB_OFFLINE is set: use a hub id that is already in the local cache, "
+                "or a local model folder")
+    return "check the hub id (and your network), or give a local model folder"
+
+
+def _load_pretrained(model_cfg: ModelConfig, name: str, dtype: torch.dtype, device_map: Any):
+    from transformers import AutoModelForImageTextToText
+
+    name = _check_reachable(name)
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "revision": model_cfg.revision,
+        "trust_remote_code": model_cfg.trust_remote_code,
+        "attn_implementation": model_cfg.attn_implementation,
+    }
+    if model_cfg.quantization is not None:
+        kwargs["quantization_config"] = _quantization_config(model_cfg.quantization, dtype)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForImageTextToText.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as err:  # HFValidationError is a ValueError
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load model '{name}': {first_line} ({_offline_hint()})") from None
+    except ImportError as err:
+        raise UserError(f"cannot load model '{name}': {err}") from None
+
+
+def _quantization_config(kind: str, dtype: torch.dtype):
+    from transformers import BitsAndBytesConfig
+
+    # Only the language model is quantised: the vision tower is small next to it, gets no
+    # adapters, and quantising it degrades every image feature the adapters learn from.
+    # Patterns match module names from the start (transformers' should_convert_module).
+    skip = ["model.visual", "visual", "lm_head"]
+    if kind == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        llm_int8_skip_modules=skip,
+    )
+
+
+def _keep_4bit_weights_trainable_on_cpu(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a Linear4bit's weight the first time it
+    runs in eval mode, and later training-mode calls go through a kernel without autograd:
+    gradients silently stop flowing to every adapter below that layer (evaluate, then train on,
+    and the early layers' LoRA weights freeze). GPUs are unaffected; on CPU we give up the
+    faster inference kernel.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _load_tokenizer(model_cfg: ModelConfig, name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        # AutoTokenizer, not AutoProcessor: the processor needs torchvision (its video part).
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load the tokenizer of '{name}': {first_line} ({_offline_hint()})") from None
+    try:
+        special_token_ids(tokenizer)
+    except ValueError as err:
+        raise UserError(f"the tokenizer of '{name}' is not a Qwen tokenizer: {err}") from None
+    return tokenizer
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def _adapter_folder(name: str) -> Path | None:
+    path = Path(name).expanduser()
+    return path if (path / "adapter_config.json").is_file() else None
+
+
+def _adapter_base(folder: Path) -> str:
+    """The base an adapter folder names; a relative name is looked up inside the folder first."""
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"adapter folder {folder} does not name its base model (base_model_name_or_path)")
+    inside = folder / base
+    if not Path(base).is_absolute() and (inside / "config.json").is_file():
+        return str(inside)
+    return base
+
+
+def _attach_saved_adapter(model, folder: Path, trainable: bool):
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+
+
+def _add_lora(model, lora_cfg: LoraConfig):
+    import peft
+
+    config = peft.LoraConfig(
+        r=lora_cfg.r,
+        lora_alpha=lora_cfg.alpha,
+        lora_dropout=lora_cfg.dropout,
+        # A string is matched in full against every module name (a regex), a list by suffix.
+        target_modules=lora_cfg.target_modules,
+        modules_to_save=list(lora_cfg.train_modules) or None,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        with warnings.catch_warnings():
+            # peft reads the deprecated `is_gradient_checkpointing` property; nothing to act on here.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return peft.get_peft_model(model, config)
+    except ValueError as err:
+        raise UserError(f"lora.target_modules / lora.train_modules match nothing usable: {err}") from None
+
+
+def _upcast_trainable(model) -> None:
+    """Trainable parameters in float32 (peft already does this for LoRA matrices; not for
+    `train_modules` copies)."""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+
+
+def _forward_without_autocast(self, hidden_states, *args, **kwargs):
+    # A float32 vision tower must not be run in fp16 by an outer autocast (accelerate's
+    # mixed precision): its MLP activations exceed the fp16 range.
+    with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+        return type(self).forward(self, hidden_states, *args, **kwargs)
+
+
+def _keep_vision_tower_in_fp32(model) -> None:
+    visual = getattr(getattr(model, "model", None), "visual", None)
+    if visual is None:
+        return
+    for param in visual.parameters():
+        if param.dtype == torch.float16:
+            param.data = param.data.float()
+    # Bound to the instance (not a closure over it): a deep copy binds to the copy.
+    visual.forward = types.MethodType(_forward_without_autocast, visual)
+
+
+def _unwrap(model):
+    """The transformers model inside a PeftModel (LoRA layers included)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+# --------------------------------------------------------------------------- reporting and saving
+
+
+def trainable_parameter_summary(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; shared (tied) tensors count once, 4-bit ones unpacked.
+
+    >>> trainable_parameter_summary(torch.nn.Linear(3, 2))
+    (8, 8)
+    """
+    trainable = total = 0
+    for param in model.parameters():
+        count = param.numel()
+        if param.__class__.__name__ == "Params4bit":
+            # bitsandbytes packs two 4-bit values per storage byte.
+            storage = getattr(param, "quant_storage", torch.uint8)
+            count = count * 2 * torch.empty(0, dtype=storage).element_size()
+        total += count
+        if param.requires_grad:
+            trainable += count
+    return trainable, total
+
+
+def save_model_folder(loaded: LoadedModel, out_dir: str | Path) -> Path:
+    """Write an adapter folder (LoRA) or a full model folder, with tokenizer and chat template.
+
+    Layout in the module docstring. A tiny random base is written to `out_dir/base` so the
+    adapter folder loads on its own: `load_model(ModelConfig(name_or_path=out_dir), None)`, or
+    with plain peft: `PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(
+    out_dir / "base"), out_dir)`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if loaded.is_peft:
+        peft_config = loaded.model.peft_config["default"]
+        original_base = peft_config.base_model_name_or_path
+        if loaded.base_name_or_path is None:
+            _save_base_of_adapter(loaded, out / BASE_SUBFOLDER)
+            peft_config.base_model_name_or_path = BASE_SUBFOLDER
+        else:
+            peft_config.base_model_name_or_path = loaded.base_name_or_path
+        try:
+            # Embeddings are frozen under LoRA (train_modules copies are saved anyway); saying so
+            # also spares peft a look for the base's config relative to the working directory.
+            loaded.model.save_pretrained(str(out), safe_serialization=True, save_embedding_layers=False)
+        finally:
+            peft_config.base_model_name_or_path = original_base
+    else:
+        if getattr(loaded.model, "is_quantized", False):
+            raise UserError("a quantised model cannot be saved as a full model folder (merge into an "
+                            "unquantised base instead)")
+        loaded.model.save_pretrained(str(out), safe_serialization=True)
+    loaded.tokenizer.save_pretrained(str(out))
+    return out
+
+
+def _save_base_of_adapter(loaded: LoadedModel, folder: Path) -> None:
+    """Save the frozen base weights of a LoRA model, without the adapters peft injected."""
+    base = loaded.model.get_base_model()
+    state = {}
+    for key, tensor in base.state_dict().items():
+        if "lora_" in key or ".modules_to_save." in key:
+            continue
+        # peft wraps targeted layers (`q_proj.base_layer.weight`) and train_modules
+        # (`merger.original_module.weight`); the plain model names them without that level.
+        key = key.replace(".base_layer.", ".").replace(".original_module.", ".")
+        state[key] = tensor
+    base.save_pretrained(str(folder), state_dict=state, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(str(folder))
+
