@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from banglaocr import __version__
-from banglaocr.cli import scan_dims, synth
+from banglaocr.cli import scan_dims, synth, train
 
 app = typer.Typer(
     name="banglaocr",
@@ -29,6 +29,7 @@ app = typer.Typer(
 COMMANDS = [
     ("synth", synth.synth),
     ("scan-dims", scan_dims.scan_dims),
+    ("train", train.train),
 ]
 for _name, _function in COMMANDS:
     app.command(name=_name)(_function)

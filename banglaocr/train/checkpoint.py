@@ -39,22 +39,11 @@ from banglaocr.errors import UserError
 STEP_PATTERN = re.compile(r"^step-(\d+)$")
 
 
-@contextlib.contextmanager
-def atomic_folder(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; rename it to `final` when the block finishes cleanly."""
-    final = Path(final)
-    tmp = final.parent / f".tmp-{final.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def commit_folder(tmp: Path, final: Path) -> None:
+    """Rename a finished temporary folder into place, replacing `final` if it exists."""
     if final.exists():
-        # Replacing an existing folder (e.g. best/): move the old one aside first so that at
-        # every instant one complete folder exists under a known name.
+        # Move the old folder aside first so that at every instant one complete folder exists
+        # under a known name (a kill between the two renames leaves `.old-NAME`, still whole).
         old = final.parent / f".old-{final.name}"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
@@ -62,6 +51,28 @@ def atomic_folder(final: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+def fresh_tmp_folder(final: Path) -> Path:
+    """An empty `.tmp-NAME` sibling of `final` (left-overs of a killed write are removed)."""
+    tmp = final.parent / f".tmp-{final.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; rename it to `final` when the block finishes cleanly."""
+    final = Path(final)
+    tmp = fresh_tmp_folder(final)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    commit_folder(tmp, final)
 
 
 def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
