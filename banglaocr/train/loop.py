@@ -279,6 +279,21 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     skip_report = SkipReport()
     skip_report.merge(splits.skipped)
 
+    def count_unreadable(sample_id: str, error: str) -> None:
+        """Count an image that failed to decode ONCE per run: later epochs and evaluations meet it
+        again, and a resumed run restores what was counted before the interruption."""
+        reason = f"unreadable image ({error.split(' (')[0]})"
+        if (reason, sample_id) in counted_unreadable:
+            return
+        counted_unreadable.add((reason, sample_id))
+        state.skipped_examples.append([reason, sample_id])  # saved in checkpoints
+        state.skipped_samples = len(state.skipped_examples)
+        skip_report.add(reason, sample_id)
+
+    counted_unreadable = {tuple(pair) for pair in state.skipped_examples}
+    for reason, sample_id in state.skipped_examples:  # counted before a resume
+        skip_report.add(reason, sample_id)
+
     # ---- data stream of this process
     train_records = splits.train
     stream = BatchStream(lengths=[len(r.text) for r in train_records], batch_size=cfg.batch_size,
@@ -288,6 +303,9 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
         batch_sampler=stream.iterate(state.batches_consumed),
         collate_fn=SkippingCollator(Collator(tokenizer, recipe.data.prompt, train=True)),
         num_workers=recipe.data.num_workers, pin_memory=torch.cuda.is_available(),
+        # Its own generator: creating the iterator draws a worker base seed, which would otherwise come
+        # from the global torch RNG that dropout uses - right after a resume restored it (not exact).
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     batches = iter(loader)
 
@@ -301,7 +319,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
                 images.append(open_image(record))
                 kept.append(record)
             except UnreadableImage as err:
-                skip_report.add(f"unreadable image ({str(err).split(' (')[0]})", record.id)
+                count_unreadable(record.id, str(err))
         with accelerator.autocast():
             predictions = generate_texts(inner.model, tokenizer, images, settings,
                                          batch_size=recipe.eval.batch_size, num_beams=recipe.eval.num_beams,
@@ -375,8 +393,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
                 batch = next(batches)
                 state.batches_consumed += world
                 for sample_id, reason in batch["skipped"]:
-                    skip_report.add(f"unreadable image ({reason.split(' (')[0]})", sample_id)
-                    state.skipped_samples += 1
+                    count_unreadable(sample_id, reason)
                 if "input_ids" in batch:
                     last_good_batch = batch
                     micro.append((batch, 1.0))
@@ -389,6 +406,9 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
             flags = accelerator.reduce(flags, reduction="sum") if world > 1 else flags
             step_tokens, stop_now = float(flags[0]), bool(flags[1] > 0)  # the one sync point of the step
             if stop_now:
+                # The micro-batches just drawn belong to a step that never runs: give them back, so the
+                # resumed run draws them again (nothing skipped).
+                state.batches_consumed -= accum * world
                 path = save_checkpoint() if last_saved_step != state.step else \
                     output_dir / "checkpoints" / f"step-{state.step}"
                 raise TrainingInterrupted(stop.received or "SIGTERM", state.step, path)
@@ -507,6 +527,11 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
                          "cer": row["cer"]}, ensure_ascii=False) + "\n")
         if final_weights is not None:
             _load_trainable_state(inner.model, final_weights)
+    if world > 1:  # images other processes failed to decode (train shards, eval shards): report them too
+        mine = {tuple(pair) for pair in state.skipped_examples}
+        everyone = {tuple(pair) for pair in gather_object([tuple(pair) for pair in state.skipped_examples])}
+        for reason, sample_id in sorted(everyone - mine):
+            skip_report.add(reason, sample_id)
     summary = {
         "steps": state.step, "train_time_s": state.train_time_s,
         "samples_per_s": state.samples_seen / max(state.train_time_s, 1e-9),
@@ -520,7 +545,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
         console.print(summary_table(summary))
         if skip_report.total:
             console.print(f"[yellow]{skip_report.summary()}[/]")
-    if use_tensorboard:
-        accelerator.end_training()
     accelerator.wait_for_everyone()
+    # Last: besides closing the trackers, end_training destroys the process group (no collective after it).
+    accelerator.end_training()
     return summary
