@@ -180,7 +180,8 @@ def setup(args) -> Setup:
     wrapper = SupervisedLossModel(loaded.model, focal_gamma=0.0, label_smoothing=0.0)
     optimizer = torch.optim.AdamW([p for p in wrapper.parameters() if p.requires_grad], lr=2e-4)
 
-    words, images, _ = _real2b.benchmark_words(args.batch_size * BATCHES, args.seed)
+    # Unshaped words (no RAQM, e.g. on a bare GPU machine) have the usual crop sizes: fine for timing.
+    words, images, shaped = _real2b.benchmark_words(args.batch_size * BATCHES, args.seed, allow_basic_layout=True)
     prompt = DataConfig(source="synth").prompt
     budget = ImageConfig(height=args.height, max_width=args.max_width)
     batches, prep_ms = make_batches(tokenizer, prompt, words, images, args.batch_size, budget)
