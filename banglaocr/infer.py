@@ -8,6 +8,11 @@ same normaliser as the labels. Results come back in input order.
 A model folder written by banglaocr carries `banglaocr.json` (`ReadSettings`: image budget,
 prompt, `max_new_tokens`), so eval / predict read images exactly the way training showed them.
 
+`load_for_inference` loads whatever a user names - a hub id, a full / merged / adapter model
+folder, a training output folder - with those settings, on the best device and dtype at hand;
+`read_images` reads any number of images in bounded memory, turning one that does not decode
+into an error `Reading` instead of stopping the rest.
+
 >>> from PIL import Image
 >>> from banglaocr.config import ImageConfig
 >>> order_by_width([Image.new("RGB", (w, 32)) for w in (64, 256, 128)], ImageConfig(height=32))
@@ -20,14 +25,15 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from PIL import Image
 
-from banglaocr.config import DataConfig, ImageConfig
+from banglaocr.config import DataConfig, ImageConfig, ModelConfig
 from banglaocr.data.collate import Collator, finish_batch_on_device
 from banglaocr.data.pixels import budget_width, resize_to_budget
+from banglaocr.errors import UserError
 from banglaocr.model.tokenizers import special_token_ids
 from banglaocr.text import normalize
 
@@ -133,3 +139,221 @@ def generate_texts(model: Any, tokenizer: Any, images: list[Image.Image], settin
     finally:
         model.train(was_training)
     return results
+
+
+# --------------------------------------------------------------------------- loading a model to read with
+
+# Precision names (as in recipes) -> the ModelConfig.dtype that loads the weights in it.
+_PRECISION_DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+PRECISIONS = ("auto", *_PRECISION_DTYPE_NAMES)
+
+
+def _is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that means a local folder (not a hub id), even though nothing is there."""
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        return True
+    # "runs/cpu_demo" has the shape of a hub id; if "runs" is a local folder, a folder was meant.
+    head = name.split("/", 1)[0]
+    return "/" in name and Path(head).is_dir()
+
+
+def resolve_model(model: str) -> str:
+    """Where `model` loads from: a model folder's path, or a hub id unchanged.
+
+    Rules, in order (`UserError` with the reason when none applies):
+    1. a folder with `config.json` (full or merged model) or `adapter_config.json` (adapter) is itself;
+    2. a training output folder (`recipe.yaml` next to `best/` or `final/`) means its `best/`,
+       else its `final/`;
+    3. a checkpoint folder (`checkpoints/step-N`) means its `model/`;
+    4. anything that is not a local path is a hub id (e.g. `Qwen/Qwen3-VL-2B-Instruct`).
+    Shipped model names are one more rule in front of these.
+
+    >>> resolve_model("Qwen/Qwen3-VL-2B-Instruct")
+    'Qwen/Qwen3-VL-2B-Instruct'
+    >>> resolve_model("./no/such/run")
+    Traceback (most recent call last):
+    ...
+    banglaocr.errors.UserError: model folder not found: ./no/such/run
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if _is_model_folder(path):
+            return str(path)
+        if (path / "recipe.yaml").is_file():
+            for name in ("best", "final"):
+                if _is_model_folder(path / name):
+                    return str(path / name)
+            if _is_model_folder(path / "model"):
+                return str(path / "model")
+            steps = sorted((p for p in (path / "checkpoints").glob("step-*") if _is_model_folder(p / "model")),
+                           key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+            hint = f"; the newest checkpoint's model is {steps[-1] / 'model'}" if steps else ""
+            raise UserError(f"training output folder {model} has no best/ or final/ model yet{hint}")
+        raise UserError(f"{model} is not a model folder (no config.json or adapter_config.json) "
+                        "nor a training output folder (recipe.yaml with best/ or final/)")
+    if path.exists():
+        raise UserError(f"model path is a file, expected a model folder: {model}")
+    if _looks_like_path(model):
+        raise UserError(f"model folder not found: {model}")
+    return model
+
+
+def default_device() -> torch.device:
+    """cuda when a GPU is visible, else cpu."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _device(device: str | None) -> torch.device:
+    if not device:
+        return default_device()
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1)") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but no CUDA GPU is visible")
+    return target
+
+
+def inference_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> bf16 on GPUs that have it, fp16 on other GPUs (e.g. a T4), fp32 on the CPU.
+
+    >>> inference_precision("auto", torch.device("cpu")), inference_precision("bf16", torch.device("cpu"))
+    ('fp32', 'bf16')
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if device.type != "cuda":
+        return "fp32" if precision == "auto" else precision
+    # Without including_emulation=False a T4 reports bf16 "supported" (emulated, slow).
+    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "auto":
+        return "bf16" if native_bf16 else "fp16"
+    if precision == "bf16" and not native_bf16:
+        raise UserError("this GPU has no bf16 (e.g. a T4): use --precision fp16")
+    return precision
+
+
+def _adapter_folder(adapter: str) -> Path:
+    if not Path(adapter).expanduser().exists():
+        raise UserError(f"adapter folder not found: {adapter}")
+    folder = Path(resolve_model(adapter))  # a LoRA run's output folder means its best/ adapter
+    if not (folder / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {adapter} is not an adapter folder (no adapter_config.json in {folder})")
+    return folder
+
+
+def load_for_inference(model: str, adapter: str | None = None, precision: str = "auto",
+                       device: str | None = None):
+    """Load a model to read with, and the `ReadSettings` it was trained with: `(LoadedModel, ReadSettings)`.
+
+    `model`: a hub id, a full or merged model folder, an adapter folder (its
+    `adapter_config.json` names the base, loaded first), a training output folder (its `best/`,
+    else `final/`) or a checkpoint folder (see `resolve_model`). `adapter`: an adapter folder
+    (or a LoRA run's output folder) applied on top of `model`, which is then its base.
+    Settings come from `banglaocr.json` (the adapter's first, then the model's), else
+    `default_read_settings()`. `device`: default cuda if available, else cpu; `precision`
+    `auto` picks bf16 / fp16 / fp32 (`inference_precision`). The model is in eval mode with
+    no parameter requiring gradients, on `device`.
+
+    >>> loaded, settings = load_for_inference("runs/cpu_demo")  # doctest: +SKIP
+    >>> generate_texts(loaded.model, loaded.tokenizer, images, settings)  # doctest: +SKIP
+    """
+    from banglaocr.model.factory import load_model
+
+    target = _device(device)
+    precision = inference_precision(precision, target)
+    name = resolve_model(model)
+    adapter_dir = _adapter_folder(adapter) if adapter is not None else None
+    if adapter_dir is not None and (Path(name) / "adapter_config.json").is_file():
+        raise UserError(f"{model} is itself an adapter folder: with --adapter, --model must be the base model")
+
+    # dtype is set explicitly: load_model's `auto` means fp32 master weights for a full folder
+    # (right for training it, twice the memory and slower for reading with it).
+    model_cfg = ModelConfig(name_or_path=name, dtype=_PRECISION_DTYPE_NAMES[precision])
+    loaded = load_model(model_cfg, None, precision=precision)
+    network = loaded.model
+    if adapter_dir is not None:
+        import warnings
+
+        from peft import PeftModel
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            network = PeftModel.from_pretrained(network, str(adapter_dir), is_trainable=False)
+    network.requires_grad_(False)  # load_model readies a full folder for training
+    network.eval()
+    network.to(target)
+    loaded = dataclasses.replace(loaded, model=network, is_peft=loaded.is_peft or adapter_dir is not None)
+
+    settings = None
+    for folder in (adapter_dir, Path(name)):
+        if folder is not None and folder.is_dir():
+            settings = load_read_settings(folder)
+            if settings is not None:
+                break
+    return loaded, settings or default_read_settings()
+
+
+# --------------------------------------------------------------------------- reading many images
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What became of one input of `read_images`: its text, or why it could not be read."""
+
+    source: Any
+    """The input as given (a path, a `Record`, ...)."""
+    text: str | None
+    """The normalised text the model read; None when the image could not be decoded."""
+    error: str | None = None
+    """Why the image could not be decoded (one line); None on success."""
+
+
+def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: ReadSettings,
+                batch_size: int = 16, num_beams: int = 1, chunk_size: int = 1024,
+                on_batch: Callable[[int], None] | None = None) -> Iterator[Reading]:
+    """Decode and read many images; yield one `Reading` per source, in input order.
+
+    `sources` are whatever `open_image` takes (paths, `Record`s, bytes). An image that fails to
+    decode becomes a `Reading` with `error` set and the rest go on. Images are decoded
+    `chunk_size` at a time, so memory stays bounded however many there are (each chunk is
+    ordered by width inside `generate_texts`). `on_batch(n)` is called with the number of
+    inputs finished (read or failed).
+
+    >>> readings = read_images(model, tokenizer, ["a.png", "missing.png"], settings)  # doctest: +SKIP
+    >>> [(r.text, r.error) for r in readings]  # doctest: +SKIP
+    [('আমি', None), (None, 'no such file: missing.png')]
+    """
+    from banglaocr.data.sources import UnreadableImage, open_image
+
+    chunk: list[Any] = []
+
+    def flush() -> Iterator[Reading]:
+        images, errors = [], {}
+        for index, source in enumerate(chunk):
+            try:
+                images.append(open_image(source))
+            except (UnreadableImage, Image.DecompressionBombError) as err:
+                errors[index] = " ".join(str(err).split()) or type(err).__name__
+        if errors and on_batch is not None:
+            on_batch(len(errors))
+        texts = iter(generate_texts(model, tokenizer, images, settings, batch_size=batch_size,
+                                    num_beams=num_beams, on_batch=on_batch))
+        for index, source in enumerate(chunk):
+            if index in errors:
+                yield Reading(source=source, text=None, error=errors[index])
+            else:
+                yield Reading(source=source, text=next(texts))
+
+    for source in sources:
+        chunk.append(source)
+        if len(chunk) >= chunk_size:
+            yield from flush()
+            chunk = []
+    if chunk:
+        yield from flush()

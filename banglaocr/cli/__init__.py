@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from banglaocr import __version__
-from banglaocr.cli import scan_dims, synth, train
+from banglaocr.cli import confusion_report, eval, predict, scan_dims, synth, train
 
 app = typer.Typer(
     name="banglaocr",
@@ -30,6 +30,9 @@ COMMANDS = [
     ("synth", synth.synth),
     ("scan-dims", scan_dims.scan_dims),
     ("train", train.train),
+    ("eval", eval.eval_command),
+    ("confusion-report", confusion_report.confusion_report),
+    ("predict", predict.predict),
 ]
 for _name, _function in COMMANDS:
     app.command(name=_name)(_function)

@@ -1,0 +1,223 @@
+"""`banglaocr eval`: CER / WER / grapheme error rate of a model on a labelled split, by real generation.
+
+Data: `--dataset D` loads D like `data.source` does with the default split settings
+(`val_fraction` 0.05, `test_fraction` 0.05, `split_seed` 42): a source that has only a train
+split still gets a seeded test split - the same 5% a training run with default data settings
+held out and never trained on. `--split all` evaluates every sample of the source. `--recipe R`
+uses R's data section instead (class filter, split settings; `source: synth` is rendered on
+first use, and a run's own recipe.yaml finds the images rendered beside it).
+
+Output: `predictions.jsonl` (`id` - the file name for image folders -, `reference`,
+`prediction`, `cer` per sample) and `summary.json` in `--out`. The default is `eval-<split>`
+inside the training output folder or model folder given as `--model` (the `--adapter` folder
+when one is given) - results stay next to what they measure; for a hub id or a folder we may
+not write to, `eval-<split>` in the current folder. Images that cannot be decoded are skipped,
+counted in the summary and named there (a few examples), never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from banglaocr.cli.common import JsonOption, RecipeOption, console, err_console, user_errors
+from banglaocr.cli.predict import (AdapterOption, DeviceOption, ModelOption, NumBeamsOption, PrecisionOption,
+                                   load_quietly, progress_bar)
+
+SPLITS = ("train", "val", "test", "all")
+WORST = 10  # worst samples shown after the summary table
+
+
+def default_out_dir(model: str, adapter: str | None, split: str) -> Path:
+    """`eval-<split>` inside the folder that was evaluated if we may write there, else in the cwd.
+
+    >>> default_out_dir("Qwen/Qwen3-VL-2B-Instruct", None, "test")
+    PosixPath('eval-test')
+    """
+    name = f"eval-{split}"
+    folder = Path(adapter if adapter is not None else model).expanduser()
+    if folder.is_dir() and os.access(folder, os.W_OK):
+        return folder / name
+    return Path(name)
+
+
+def _data_config(dataset: str | None, recipe: Path | None):
+    """The data section to evaluate on, and (for --recipe) the recipe's eval section."""
+    from banglaocr.errors import UserError
+
+    if (dataset is None) == (recipe is None):
+        raise UserError("give exactly one of --dataset or --recipe")
+    if dataset is not None:
+        from banglaocr.config import DataConfig
+
+        return DataConfig(source=dataset), None
+    from banglaocr.config import load_recipe, resolve_recipe_path
+    from banglaocr.data.sources import resolve_source, synth_dir
+
+    loaded = load_recipe(recipe)
+    # A run folder's recipe.yaml: its synthetic images were rendered beside it (train -o may
+    # differ from the train.output_dir the recipe names).
+    beside = resolve_recipe_path(recipe).parent
+    work_dir = beside if (synth_dir(loaded.data, beside) / "synth.json").is_file() else Path(loaded.train.output_dir)
+    return resolve_source(loaded.data, work_dir), loaded.eval
+
+
+def _records(splits, split: str) -> list:
+    from banglaocr.errors import UserError
+
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "all":
+        return splits.train + splits.val + splits.test
+    return splits.split(split)
+
+
+def evaluate(model: str, adapter: str | None, records: list, batch_size: int, num_beams: int,
+             precision: str, device: str | None, show_progress: bool):
+    """Generate for every record: (scores and run facts, per-sample rows in input order, `SkipReport`
+    of the images that could not be decoded)."""
+    from banglaocr.data.sources import SkipReport
+    from banglaocr.errors import UserError
+    from banglaocr.infer import read_images
+    from banglaocr.metrics import aggregate_scores, sample_scores
+
+    loaded, settings = load_quietly(model, adapter, precision, device)
+    rows, unreadable = [], SkipReport()
+    start = time.perf_counter()
+    with progress_bar(len(records), "eval", show=show_progress) as advance:
+        for reading in read_images(loaded.model, loaded.tokenizer, records, settings, batch_size=batch_size,
+                                   num_beams=num_beams, on_batch=advance):
+            record = reading.source
+            if reading.error is not None:
+                unreadable.add(f"unreadable image ({reading.error.split(' (')[0]})", record.id)
+                continue
+            scores = sample_scores(record.text, reading.text)
+            rows.append({"id": record.id, "reference": record.text, "prediction": reading.text, **scores})
+    seconds = time.perf_counter() - start
+    if not rows:
+        raise UserError(f"no sample could be read ({unreadable.summary()})")
+    scores = aggregate_scores(rows)
+    network = loaded.model
+    parameter = next(network.parameters())
+    scores.update({
+        "images_per_s": (len(rows) + unreadable.total) / max(seconds, 1e-9),
+        "seconds": seconds,
+        "unreadable_images": unreadable.total,
+        "unreadable": unreadable.as_dict(),  # reasons and a few example ids
+        "device": str(parameter.device),
+        "dtype": str(parameter.dtype).replace("torch.", ""),
+        "max_new_tokens": settings.max_new_tokens,
+    })
+    return scores, rows, unreadable
+
+
+def eval_command(
+    model: ModelOption,
+    adapter: AdapterOption = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Data set: local folder, manifest or hub id.")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
+    recipe: RecipeOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: eval-<split> in the model folder).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", min=1, help="Images per batch (default: recipe's, else 16).")
+    ] = None,
+    max_samples: Annotated[
+        int | None, typer.Option("--max-samples", "-n", min=1, help="Evaluate the first N samples of the split.")
+    ] = None,
+    num_beams: Annotated[
+        int | None, typer.Option("--num-beams", min=1, help="Beam width (default: recipe's, else 1 = greedy).")
+    ] = None,
+    precision: PrecisionOption = "auto",
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate a model on a labelled split by real generation: CER, WER, grapheme error rate, exact match.
+
+    Example: banglaocr eval --model runs/cpu_demo --recipe runs/cpu_demo/recipe.yaml
+    Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle/best --dataset swapnillo/BN-HTR-Handwritten-Dataset
+    """
+    with user_errors():
+        from banglaocr.data.sources import load_splits
+        from banglaocr.errors import UserError
+        from banglaocr.infer import resolve_model
+
+        data_cfg, eval_cfg = _data_config(dataset, recipe)
+        splits = load_splits(data_cfg)
+        records = _records(splits, split)[:max_samples]
+        if not records:
+            raise UserError(f"split '{split}' of {data_cfg.source} is empty")
+        batch_size = batch_size or (eval_cfg.batch_size if eval_cfg else 16)
+        num_beams = num_beams or (eval_cfg.num_beams if eval_cfg else 1)
+        scores, rows, unreadable = evaluate(model, adapter, records, batch_size, num_beams, precision, device,
+                                            show_progress=len(records) > batch_size)
+        out_dir = out or default_out_dir(model, adapter, split)
+        summary = {"model": model, "model_folder": resolve_model(model), "adapter": adapter,
+                   "data": data_cfg.source, "split": split, "batch_size": batch_size, "num_beams": num_beams,
+                   **scores,
+                   # What the source loader skipped (empty labels, missing or empty files), over all splits.
+                   "skipped_at_load": splits.skipped.total, "skipped_at_load_detail": splits.skipped.as_dict(),
+                   "predictions": str(out_dir / "predictions.jsonl")}
+        _write_outputs(out_dir, summary, rows)
+
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    _print_report(summary, rows, out_dir)
+    if unreadable.total:
+        err_console.print(f"[yellow]{unreadable.summary()}[/]", highlight=False)
+
+
+def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
+    from banglaocr.errors import UserError
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps({key: row[key] for key in ("id", "reference", "prediction", "cer")},
+                                        ensure_ascii=False) + "\n")
+        (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
+                                              encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write to {out_dir}: {err.strerror or err}") from None
+
+
+def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(f"{summary['model']} on {summary['data']} [{summary['split']}]: {summary['n']} samples"))
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("CER (corpus: edits / reference chars)", f"{summary['cer']:.4f}")
+    table.add_row("CER (mean per sample)", f"{summary['mean_cer']:.4f}")
+    table.add_row("WER", f"{summary['wer']:.4f}")
+    table.add_row("grapheme error rate", f"{summary['ger']:.4f}")
+    table.add_row("exact match", f"{summary['exact_match']:.4f}")
+    table.add_row("empty predictions", str(summary["empty_predictions"]))
+    table.add_row("unreadable images (skipped)", str(summary["unreadable_images"]))
+    table.add_row("images / s (decode + generate)", f"{summary['images_per_s']:.1f}")
+    table.add_row("run", f"{summary['device']} {summary['dtype']}, batch {summary['batch_size']}, "
+                         f"{'greedy' if summary['num_beams'] == 1 else str(summary['num_beams']) + ' beams'}")
+    console.print(table)
+
+    worst = Table(title=f"worst {min(WORST, len(rows))} samples")
+    for column in ("id", "reference", "prediction"):
+        worst.add_column(column)
+    worst.add_column("CER", justify="right")
+    for row in sorted(rows, key=lambda row: (-row["cer"], row["id"]))[:WORST]:
+        # Text, not markup: ids and labels are data ("[" in a file name is not a style).
+        prediction = Text(row["prediction"]) if row["prediction"] else Text("(empty)", style="dim")
+        worst.add_row(Text(row["id"]), Text(row["reference"]), prediction, f"{row['cer']:.3f}")
+    console.print(worst)
+    console.print(f"wrote {out_dir / 'predictions.jsonl'} and {out_dir / 'summary.json'}", highlight=False,
+                  soft_wrap=True)

@@ -1,0 +1,241 @@
+"""`banglaocr predict`: read word images with a trained model; one output row per input image.
+
+Inputs are image files, folders (searched recursively for image files, sorted), glob patterns
+(expanded here too, for shells that do not) or `-` (newline-separated paths on stdin). Every
+image gets exactly one row, in input order. An image that cannot be read - missing, empty,
+truncated, not an image - gets an error row and the rest go on; the exit code is then 1.
+Rows go to stdout (progress to stderr) or to `--out`, the only file this command writes.
+
+Formats: `text` (`file<TAB>prediction`, or `file<TAB>ERROR: reason`), `jsonl`
+(`{"file": ..., "prediction": ...}` or `{"file": ..., "error": ...}`), `csv` (columns
+`file,prediction,error`). The default follows the `--out` suffix (.jsonl, .csv), else text.
+
+This module also holds the options `predict` and `eval` share (model, adapter, precision, ...).
+
+>>> expand_inputs(["/no/such/file.png"])
+[('/no/such/file.png', None)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Iterator
+
+import typer
+
+from banglaocr.cli.common import err_console, user_errors
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
+FORMATS = ("text", "jsonl", "csv")
+PROGRESS_FROM = 64
+"""Show a progress bar from this many inputs on (fewer finish before a bar would help)."""
+
+# Options shared with `banglaocr eval` (one definition, one help text).
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Hub id, model folder, adapter folder, or training output folder "
+                                       "(its best/, else final/)."),
+]
+AdapterOption = Annotated[
+    str | None, typer.Option("--adapter", help="Adapter folder applied on top of --model (then the base model).")
+]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per generation batch.")]
+NumBeamsOption = Annotated[int, typer.Option("--num-beams", min=1, help="Beam width (1 = greedy).")]
+PrecisionOption = Annotated[
+    str, typer.Option("--precision", help="auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, fp16, bf16.")
+]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
+
+
+def load_quietly(model: str, adapter: str | None, precision: str, device: str | None):
+    """`load_for_inference` without transformers' per-shard progress bars (they would mix with ours)."""
+    from transformers.utils import logging as transformers_logging
+
+    from banglaocr.infer import load_for_inference
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return load_for_inference(model, adapter=adapter, precision=precision, device=device)
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, show: bool) -> Iterator:
+    """A rich progress bar on stderr (stdout stays clean); yields `advance(n)`."""
+    if not show:
+        yield lambda n: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[speed]} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True)
+    task = progress.add_task(description, total=total, speed="-")
+    with progress:
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            elapsed = progress.tasks[0].elapsed or 0.0
+            if elapsed > 0:
+                progress.update(task, speed=f"{progress.tasks[0].completed / elapsed:.1f}")
+        yield advance
+
+
+def _is_glob(text: str) -> bool:
+    return any(char in text for char in "*?[")
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def expand_inputs(inputs: list[str], stdin_lines: list[str] | None = None) -> list[tuple[str, str | None]]:
+    """Inputs -> `(file, error)` pairs in order; error is None for a file to read.
+
+    A folder gives its image files (recursive, sorted); a pattern that is not an existing path is
+    globbed (sorted); `-` stands for `stdin_lines` (each expanded the same way). An input that
+    gives nothing - a folder without images, a pattern that matches nothing - is one error row,
+    never silently dropped. A path that does not exist is kept: reading it fails into an error row.
+    """
+    pairs: list[tuple[str, str | None]] = []
+    for item in inputs:
+        if item == "-":
+            lines = [line.strip() for line in (stdin_lines or [])]
+            pairs.extend(expand_inputs([line for line in lines if line and line != "-"]))
+            continue
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = _folder_images(path)
+            pairs.extend((str(p), None) for p in found)
+            if not found:
+                pairs.append((item, f"no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...) in this folder"))
+        elif not path.exists() and _is_glob(item):
+            matches = sorted(glob.glob(str(path), recursive=True))
+            files = [m for m in matches if Path(m).is_file()]
+            for match in matches:
+                if Path(match).is_dir():
+                    files.extend(str(p) for p in _folder_images(Path(match)))
+            pairs.extend((f, None) for f in files)
+            if not files:
+                pairs.append((item, "no file matches this pattern"))
+        else:
+            pairs.append((item, None))
+    return pairs
+
+
+def _one_line(text: str) -> str:
+    """Tabs and line breaks escaped, so a row of text output stays one line of two fields."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def format_row(file: str, prediction: str | None, error: str | None, fmt: str) -> str:
+    """One output line (with its newline) in `fmt`.
+
+    >>> format_row("a.png", "আমি", None, "text")
+    'a.png\\tআমি\\n'
+    >>> format_row("b.png", None, "empty file", "jsonl")
+    '{"file": "b.png", "error": "empty file"}\\n'
+    """
+    if fmt == "jsonl":
+        row = {"file": file, "error": error} if error is not None else {"file": file, "prediction": prediction}
+        return json.dumps(row, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([file, prediction or "", error or ""])
+        return buffer.getvalue()
+    value = f"ERROR: {error}" if error is not None else prediction
+    return f"{_one_line(file)}\t{_one_line(value or '')}\n"
+
+
+def _choose_format(fmt: str | None, out: Path | None) -> str:
+    from banglaocr.errors import UserError
+
+    if fmt is None:
+        suffix = out.suffix.lower() if out is not None else ""
+        return {".jsonl": "jsonl", ".csv": "csv"}.get(suffix, "text")
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def _open_output(out: Path):
+    from banglaocr.errors import UserError
+
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out.open("w", encoding="utf-8", newline="")
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+
+
+def predict(
+    model: ModelOption,
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns, or - (paths on stdin).")],
+    adapter: AdapterOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write rows to this file (default: stdout).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="text, jsonl or csv (default: from --out's suffix, else text).")
+    ] = None,
+    batch_size: BatchSizeOption = 16,
+    num_beams: NumBeamsOption = 1,
+    precision: PrecisionOption = "auto",
+    device: DeviceOption = None,
+) -> None:
+    """Read word images with a trained model: one row per image, in input order.
+
+    Example: banglaocr predict --model runs/cpu_demo scans/ extra/*.png --format jsonl --out predictions.jsonl
+    Paths on stdin: find scans -name '*.png' | banglaocr predict --model runs/cpu_demo -
+    """
+    with user_errors():
+        output_format = _choose_format(fmt, out)
+        stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else None
+        pairs = expand_inputs(inputs, stdin_lines)
+        loaded, settings = load_quietly(model, adapter, precision, device)
+        from banglaocr.infer import read_images
+
+        handle = _open_output(out) if out is not None else None
+        failed = 0
+        try:
+            write = handle.write if handle is not None else sys.stdout.write
+            if output_format == "csv":
+                write("file,prediction,error\n")
+            # The reader yields in input order, so rows are written as each chunk finishes;
+            # inputs that already failed (an empty folder, a pattern without matches) skip it.
+            readable = [file for file, error in pairs if error is None]
+            with progress_bar(len(pairs), "predict", show=len(pairs) >= PROGRESS_FROM) as advance:
+                readings = read_images(loaded.model, loaded.tokenizer, readable, settings,
+                                       batch_size=batch_size, num_beams=num_beams, on_batch=advance)
+                for file, error in pairs:
+                    if error is None:
+                        reading = next(readings)
+                        text, error = reading.text, reading.error
+                    else:
+                        text = None
+                        advance(1)
+                    failed += error is not None
+                    write(format_row(file, text, error, output_format))
+        except BrokenPipeError:
+            # The reader of stdout went away (`| head`): stop quietly, like other command-line tools.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
+        finally:
+            if handle is not None:
+                handle.close()
+    if out is not None:
+        err_console.print(f"wrote {len(pairs)} rows to {out} ({failed} failed)", highlight=False)
+    if failed:
+        if out is None:
+            err_console.print(f"[yellow]{failed} of {len(pairs)} input(s) could not be read[/]", highlight=False)
+        raise typer.Exit(1)

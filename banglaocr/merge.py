@@ -1,0 +1,351 @@
+"""merge-lora: fold a LoRA adapter into its base and save a plain transformers model folder, checked.
+
+`merge_lora` loads the base (float32) with the adapter, computes the logits of a probe batch (a
+few rendered word images through the training collator), merges (`merge_and_unload`), saves the
+merged model in the requested dtype into a temporary folder, loads that folder back with plain
+`AutoModelForImageTextToText` and compares its logits with the adapter's. Only when the largest
+difference is within tolerance is the folder renamed into place; otherwise it is deleted and a
+`UserError` says by how much the check failed. A folder at `out_dir` is therefore always a
+complete, checked merge (its `merge.json` holds the numbers).
+
+The merged folder:
+
+    config.json, generation_config.json     greedy, stops at <|im_end|>, max_new_tokens from banglaocr.json
+    model.safetensors                       every weight in `dtype`
+    tokenizer.json, tokenizer_config.json, chat_template.jinja
+    preprocessor_config.json                image processor that keeps budget-sized word crops as they are
+    video_preprocessor_config.json          so AutoProcessor builds Qwen3-VL's own video processor
+    banglaocr.json                          image budget, prompt, max_new_tokens (copied from the adapter)
+    recipe.yaml                             the training recipe, when the adapter folder has one
+    merge.json                              the check: max |logits difference|, tolerance, dtype, sources
+
+Tolerance (on max |merged - adapter| over the probe logits, relative to the logits' scale
+`max(1, max |adapter logits|)`): the reference is always the float32 adapter model.
+
+| dtype    | tolerance | why |
+| -------- | --------- | --- |
+| float32  | 1e-4      | merging only re-associates float32 sums: ~1e-7 relative here, ~1e-6 on deep models |
+| float16  | 2e-2      | ~40 x fp16's unit roundoff (4.9e-4): rounding every weight once, through the network |
+| bfloat16 | 1e-1      | ~25 x bf16's unit roundoff (3.9e-3), same reasoning; 8-bit mantissas |
+
+The merge itself is checked separately and always at the float32 tolerance (merged float32
+model in memory vs adapter, `merge_max_abs_diff`): a wrong merge (lost adapters, a wrong scale)
+cannot hide inside the half-precision allowance. Non-finite logits (fp16 overflow) always fail.
+
+`adapter_dir` may be an adapter folder (`adapter_config.json` inside; a training checkpoint's
+`model/` is one) or a training output folder, whose `best/` (else `final/`) adapter is used.
+
+>>> resolve_adapter_folder("/no/such/folder")
+Traceback (most recent call last):
+...
+banglaocr.errors.UserError: adapter folder not found: /no/such/folder
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from banglaocr.errors import UserError
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+TOLERANCES = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
+"""Allowed max |merged - adapter| logits difference, relative to max(1, max |adapter logits|)."""
+
+MERGE_TOLERANCE = TOLERANCES["float32"]
+"""Allowed difference of the float32 merge itself (before the cast to the output dtype)."""
+
+PROBE_WORDS = ("কলম", "বাংলা", "আমার", "পরীক্ষা")
+"""Words of the probe batch: short and long, with a conjunct and vowel signs."""
+
+REPORT_FILE = "merge.json"
+
+VIDEO_PREPROCESSOR = {
+    # Qwen3-VL's video processor with its own defaults. Without this file AutoProcessor falls back
+    # to the image processor's config and builds Qwen2-VL's video processor instead.
+    "video_processor_type": "Qwen3VLVideoProcessor",
+    "processor_class": "Qwen3VLProcessor",
+    "patch_size": 16, "temporal_patch_size": 2, "merge_size": 2,
+    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def resolve_adapter_folder(path: str | Path) -> Path:
+    """The adapter folder named by `path`: the folder itself, or a training output folder's best/ (else final/).
+
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> (run / "final").mkdir(); _ = (run / "final" / "adapter_config.json").write_text("{}")
+    >>> resolve_adapter_folder(run).name
+    'final'
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"adapter folder not found: {path}")
+    if (folder / "adapter_config.json").is_file():
+        return folder
+    for name in ("best", "final"):  # a training output folder
+        if (folder / name / "adapter_config.json").is_file():
+            return folder / name
+    if any((folder / sub / "config.json").is_file() for sub in (".", "best", "final")):
+        raise UserError(f"{path} holds a full model (a full fine-tune or an earlier merge), not a LoRA "
+                        "adapter: there is nothing to merge - use it as it is")
+    raise UserError(f"not an adapter folder: {path} has no adapter_config.json "
+                    "(nor best/ or final/ of a training output folder)")
+
+
+def tolerance(dtype: str) -> float:
+    """The relative logits tolerance of a merged model saved in `dtype` (table in the module docstring).
+
+    >>> tolerance("float32"), tolerance("bfloat16")
+    (0.0001, 0.1)
+    """
+    if dtype not in TOLERANCES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return TOLERANCES[dtype]
+
+
+def _check_out_dir(out: Path, adapter: Path, base: str | None, force: bool) -> None:
+    resolved = out.resolve()
+    for name, source in (("adapter", adapter), ("base", Path(base) if base else None)):
+        if source is None or not source.exists():
+            continue
+        source = source.resolve()
+        # Replacing out_dir deletes whatever lies inside it: never the model being merged.
+        if source == resolved or resolved in source.parents:
+            raise UserError(f"--out {out} would replace the {name} folder {source}: choose another folder")
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists: choose another --out, or pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, expected a folder")
+
+
+def probe_images(count: int = len(PROBE_WORDS)) -> list:
+    """Word images for the logits check: bundled fonts, fixed seeds (the same images on every run).
+
+    >>> [image.mode for image in probe_images(2)]
+    ['RGB', 'RGB']
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, features
+
+    from banglaocr.data.synth import bundled_fonts, render_word, sample_rng
+
+    words = [PROBE_WORDS[i % len(PROBE_WORDS)] for i in range(count)]
+    if features.check("raqm"):
+        fonts = bundled_fonts()
+        return [render_word(word, fonts[i % len(fonts)], sample_rng(20260, i)) for i, word in enumerate(words)]
+    # Without RAQM Bangla cannot be shaped; a numeric check needs ink, not correct glyphs.
+    images = []
+    for i in range(count):
+        rng = np.random.default_rng(i)
+        image = Image.new("RGB", (int(rng.integers(80, 200)), int(rng.integers(30, 60))), "white")
+        draw = ImageDraw.Draw(image)
+        for _ in range(8):
+            draw.line([tuple(map(int, rng.integers(0, image.size))) for _ in range(3)], fill="black", width=2)
+        images.append(image)
+    return images
+
+
+def probe_batch(tokenizer, settings) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Model inputs of the probe words (training format: prompt + image + answer) and the mask of real tokens."""
+    from banglaocr.data.collate import Collator, finish_batch_on_device
+    from banglaocr.data.pixels import resize_to_budget
+    from banglaocr.text import normalize
+
+    collate = Collator(tokenizer, settings.prompt, train=True)
+    samples = [{"image": resize_to_budget(image, settings.image), "text": normalize(word)}
+               for image, word in zip(probe_images(), PROBE_WORDS)]
+    batch = collate(samples)
+    return finish_batch_on_device(batch, "cpu"), batch["attention_mask"].bool()
+
+
+@torch.no_grad()
+def _logits(model, inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """float32 logits at the real (unpadded) positions: [tokens, vocab]."""
+    model.eval()
+    return model(**inputs).logits.float()[mask]
+
+
+def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    # NaN compares False against any limit: report it as infinite so the check fails.
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return float("inf")
+    return float((a - b).abs().max())
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _load_adapter_model(folder: Path, base: str | None):
+    """(PeftModel in float32, tokenizer, base it was loaded from)."""
+    from transformers import AutoTokenizer
+
+    from banglaocr.config import ModelConfig
+    from banglaocr.model.factory import load_model
+
+    try:
+        if base is None:
+            # The factory finds the base the adapter names (a hub id, a folder, or the tiny base/ inside).
+            loaded = load_model(ModelConfig(name_or_path=str(folder), dtype="float32"), None)
+            base_name = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))[
+                "base_model_name_or_path"]
+            return loaded.model, loaded.tokenizer, base_name
+        if (Path(base).expanduser() / "adapter_config.json").is_file():
+            raise UserError(f"--base {base} is an adapter folder; --base takes a full model (hub id or folder)")
+        from peft import PeftModel
+
+        loaded = load_model(ModelConfig(name_or_path=base, dtype="float32"), None)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(loaded.model, str(folder))
+        tokenizer = loaded.tokenizer
+        if (folder / "tokenizer_config.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))  # the tokenizer the adapter was trained with
+        return model, tokenizer, base
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        # A broken adapter folder (bad JSON, missing or mismatched weights) is bad input, not a bug here.
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load the adapter in {folder}: {first_line}") from None
+
+
+def _check_adapter_loaded(model, folder: Path) -> int:
+    """Every tensor of the adapter file is in the model, with its saved value; returns the number of
+    LoRA-wrapped layers. peft only warns about adapter keys that found no place, and a merge of an
+    adapter that did not load would pass the logits check (both sides lack it)."""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"{folder} has no adapter_model.safetensors")
+    saved = load_file(str(weights))
+    # The model's adapter state under the names peft saves it with (adapter name removed).
+    live = get_peft_model_state_dict(model, save_embedding_layers=False)
+    for key, tensor in saved.items():
+        if key not in live or not torch.equal(live[key].float(), tensor.float()):
+            raise UserError(f"the adapter in {folder} does not fit its base model ({key} "
+                            f"{'has no place in it' if key not in live else 'did not load'}): pass the right --base")
+    return sum(1 for name, _ in model.named_modules() if name.endswith(".lora_A"))
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def _generation_config(tokenizer, max_new_tokens: int):
+    from transformers import GenerationConfig
+
+    from banglaocr.model.tokenizers import special_token_ids
+
+    ids = special_token_ids(tokenizer)
+    # Greedy and stopping at <|im_end|> only: exactly what banglaocr's own generation does, so a plain
+    # `model.generate(**inputs)` transcribes like `banglaocr predict`.
+    return GenerationConfig(bos_token_id=ids["pad"], eos_token_id=ids["im_end"], pad_token_id=ids["pad"],
+                            do_sample=False, max_new_tokens=max_new_tokens)
+
+
+def _write_side_files(tmp: Path, adapter: Path, tokenizer, settings) -> None:
+    from banglaocr.infer import save_read_settings
+
+    tokenizer.save_pretrained(str(tmp))  # tokenizer.json, tokenizer_config.json, chat_template.jinja
+    save_read_settings(tmp, settings)  # banglaocr.json + preprocessor_config.json
+    (tmp / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_PREPROCESSOR, indent=2), encoding="utf-8")
+    if (adapter / "recipe.yaml").is_file():
+        shutil.copy2(adapter / "recipe.yaml", tmp / "recipe.yaml")
+
+
+def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None, dtype: str = "float32",
+               force: bool = False) -> dict[str, Any]:
+    """Merge the adapter into its base, save a checked full model folder at `out_dir`; return the report.
+
+    `base` overrides the base the adapter names (hub id or folder). `dtype` is the saved weight
+    dtype (float32, float16 or bfloat16). An existing `out_dir` is replaced only with `force`.
+    The report holds `max_abs_diff` (saved merged model vs adapter logits), `merge_max_abs_diff`
+    (the float32 merge alone), `tolerance` (absolute, already scaled), `logit_scale`,
+    `probe_tokens`, `lora_layers`, `read_settings` ("copied" or "default"), and the paths.
+
+    Example (the tiny adapter of a training run):
+
+        report = merge_lora("runs/cpu_lora/best", "runs/cpu_lora/merged")
+        report["max_abs_diff"] <= report["tolerance"]   # always: otherwise it raised UserError
+    """
+    from transformers import AutoModelForImageTextToText
+
+    from banglaocr.infer import default_read_settings, load_read_settings
+    from banglaocr.train.checkpoint import commit_folder, fresh_tmp_folder, write_json
+
+    started = time.perf_counter()
+    rel_tol = tolerance(dtype)
+    adapter = resolve_adapter_folder(adapter_dir)
+    out = Path(out_dir).expanduser()
+    _check_out_dir(out, adapter, base, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    model, tokenizer, base_name = _load_adapter_model(adapter, base)
+    lora_layers = _check_adapter_loaded(model, adapter)
+    stored = load_read_settings(adapter)
+    settings = stored if stored is not None else default_read_settings()
+    inputs, mask = probe_batch(tokenizer, settings)
+    reference = _logits(model, inputs, mask)
+    scale = max(1.0, float(reference.abs().max()))
+
+    try:
+        merged = model.merge_and_unload(safe_merge=True)  # safe_merge: refuse NaN weights
+    except ValueError as err:
+        raise UserError(f"merging {adapter} failed: {err}") from None
+    merge_diff = _max_abs_diff(_logits(merged, inputs, mask), reference)
+    if merge_diff > MERGE_TOLERANCE * scale:
+        raise UserError(f"the merged float32 model does not reproduce the adapter: max |logits difference| "
+                        f"{merge_diff:.3g} > {MERGE_TOLERANCE * scale:.3g}; nothing was written")
+
+    tmp = fresh_tmp_folder(out)
+    try:
+        merged = merged.to(getattr(torch, dtype))
+        for key in merged.config.sub_configs:  # config.json states one dtype throughout
+            if getattr(merged.config, key, None) is not None:
+                getattr(merged.config, key).dtype = getattr(torch, dtype)
+        merged.generation_config = _generation_config(tokenizer, settings.max_new_tokens)
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        _write_side_files(tmp, adapter, tokenizer, settings)
+        del model, merged
+        gc.collect()
+
+        # The check runs on what was written, loaded the way any transformers user loads it.
+        reloaded = AutoModelForImageTextToText.from_pretrained(str(tmp), dtype="auto")
+        if reloaded.dtype != getattr(torch, dtype):
+            raise UserError(f"the saved model loads as {reloaded.dtype}, expected {dtype}")
+        diff = _max_abs_diff(_logits(reloaded, inputs, mask), reference)
+        del reloaded
+        limit = rel_tol * scale
+        report = {
+            "out_dir": str(out), "adapter_dir": str(adapter), "base": base_name, "dtype": dtype,
+            "max_abs_diff": diff, "tolerance": limit, "merge_max_abs_diff": merge_diff,
+            "logit_scale": scale, "probe_tokens": int(mask.sum()), "lora_layers": lora_layers,
+            "read_settings": "copied" if stored is not None else "default",
+        }
+        if not diff <= limit:
+            raise UserError(f"the merged model saved in {dtype} does not reproduce the adapter: max |logits "
+                            f"difference| {diff:.3g} > tolerance {limit:.3g} (non-finite = overflow); "
+                            f"nothing was written to {out}" + (" - try --dtype bfloat16 or float32"
+                                                                 if dtype == "float16" else ""))
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        write_json(tmp / REPORT_FILE, report)
+    except BaseException:
+        # A failed check leaves nothing behind: a folder at out_dir is always a checked merge.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    commit_folder(tmp, out)
+    return report

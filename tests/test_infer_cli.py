@@ -1,0 +1,314 @@
+"""`banglaocr predict` and `banglaocr eval` on a tiny trained model, and `load_for_inference`'s model resolution.
+
+One tiny training run (module fixture) gives a training output folder (best/, final/, full
+model folders); an untrained LoRA adapter folder over the same tiny base (saved in its
+`base/`) covers adapters. Images are small (32 px high) so 300 of them read in a few seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import shutil
+from pathlib import Path
+
+import jiwer
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+import train_helpers as helpers
+from banglaocr.cli import app
+from banglaocr.errors import UserError
+from banglaocr.text import normalize
+
+runner = CliRunner()
+
+
+def invoke(*args: str, input: str | None = None):
+    with helpers.one_thread():
+        return runner.invoke(app, list(args), input=input)
+
+
+def _word_image(rng: random.Random) -> Image.Image:
+    """A small ink-on-paper image of random width (a few dark strokes), like a word crop."""
+    width = rng.choice([40, 64, 96, 128, 160])
+    image = Image.new("L", (width, 32), 255)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.randint(2, 5)):
+        x = rng.randint(2, width - 10)
+        draw.rectangle([x, rng.randint(4, 12), x + rng.randint(3, 8), rng.randint(18, 28)], fill=0)
+    return image
+
+
+def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    paths = []
+    for index in range(count):
+        path = folder / f"img{index:03d}.png"
+        _word_image(rng).save(path)
+        paths.append(path)
+    return paths
+
+
+def corrupt(paths: list[Path]) -> None:
+    """Three ways an image file is broken: truncated PNG, zero bytes, a text file named .png."""
+    truncated, empty, text = paths
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    empty.write_bytes(b"")
+    text.write_text("this is not an image\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished tiny training run: recipe.yaml, best/, final/ (full model folders)."""
+    out = tmp_path_factory.mktemp("infer") / "run"
+    summary = helpers.train(out, "train.max_steps=4")
+    assert (out / "best" / "config.json").is_file() and summary["steps"] == 4
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(run_dir):
+    """An (untrained) LoRA adapter folder over the tiny base, with the run's read settings."""
+    import torch
+
+    from banglaocr.config import LoraConfig
+    from banglaocr.infer import load_read_settings, save_read_settings
+    from banglaocr.model.factory import load_model, save_model_folder
+
+    torch.manual_seed(0)
+    loaded = load_model(helpers.tiny_recipe().model, LoraConfig(r=4, dropout=0.0))
+    folder = run_dir.parent / "adapter"
+    save_model_folder(loaded, folder)
+    save_read_settings(folder, load_read_settings(run_dir / "best"))
+    assert (folder / "adapter_config.json").is_file() and (folder / "base" / "config.json").is_file()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(run_dir):
+    return helpers.synth_dir()
+
+
+# --------------------------------------------------------------------------- model resolution
+
+
+def test_resolve_model_finds_the_folder_to_load(run_dir, tmp_path):
+    from banglaocr.infer import resolve_model
+
+    assert resolve_model(str(run_dir)) == str(run_dir / "best")
+    assert resolve_model(str(run_dir / "final")) == str(run_dir / "final")
+    # a run without best/ (no validation split) means its final/
+    no_best = tmp_path / "no-best"
+    no_best.mkdir()
+    shutil.copy(run_dir / "recipe.yaml", no_best / "recipe.yaml")
+    (no_best / "final").symlink_to(run_dir / "final")
+    assert resolve_model(str(no_best)) == str(no_best / "final")
+    # a checkpoint folder means its model/
+    step = next((run_dir / "checkpoints").glob("step-*"))
+    assert resolve_model(str(step)) == str(step / "model")
+    assert resolve_model("Qwen/Qwen3-VL-2B-Instruct") == "Qwen/Qwen3-VL-2B-Instruct"
+
+
+def test_not_a_model_folder_and_unfinished_runs_are_user_errors(run_dir, tmp_path):
+    from banglaocr.infer import load_for_inference, resolve_model
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a model folder"):
+        resolve_model(str(tmp_path / "empty"))
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir / "checkpoints", unfinished / "checkpoints")
+    shutil.copy(run_dir / "recipe.yaml", unfinished / "recipe.yaml")
+    with pytest.raises(UserError, match="no best/ or final/ model yet; the newest checkpoint"):
+        resolve_model(str(unfinished))
+    with pytest.raises(UserError, match="model folder not found"):
+        resolve_model(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="is a file"):
+        resolve_model(str(run_dir / "recipe.yaml"))
+    with pytest.raises(UserError, match="not an adapter folder"):
+        load_for_inference(str(run_dir), adapter=str(run_dir / "final"))
+    with pytest.raises(UserError, match="precision must be one of"):
+        load_for_inference(str(run_dir), precision="fp8")
+
+
+def test_load_for_inference_reads_settings_and_freezes(run_dir, adapter_dir):
+    import torch
+
+    from banglaocr.infer import load_for_inference, load_read_settings
+
+    loaded, settings = load_for_inference(str(run_dir))
+    assert settings == load_read_settings(run_dir / "best")
+    assert not loaded.model.training and not any(p.requires_grad for p in loaded.model.parameters())
+    assert next(loaded.model.parameters()).dtype == torch.float32  # CPU, precision auto
+
+    on_base, settings = load_for_inference(str(adapter_dir / "base"), adapter=str(adapter_dir), precision="bf16")
+    assert on_base.is_peft and settings == load_read_settings(adapter_dir)
+    assert next(on_base.model.parameters()).dtype == torch.bfloat16
+
+
+def test_read_images_keeps_input_order_across_chunks_and_errors(monkeypatch, tmp_path):
+    """Readings come back in input order whatever the chunking; failed images sit in their place."""
+    import banglaocr.infer as infer
+
+    paths = write_images(tmp_path, 9)
+    corrupt([paths[1], paths[4], paths[8]])
+    # Stand-in for the model: "reads" each image as its width, in whatever order it is given.
+    monkeypatch.setattr(infer, "generate_texts",
+                        lambda model, tokenizer, images, settings, **kw: [str(im.width) for im in images])
+    done = []
+    readings = list(infer.read_images(None, None, paths, infer.default_read_settings(), chunk_size=4,
+                                      on_batch=done.append))
+    assert [r.source for r in readings] == paths
+    assert [r.error is not None for r in readings] == [i in (1, 4, 8) for i in range(9)]
+    for reading in readings:
+        if reading.error is None:
+            assert reading.text == str(Image.open(reading.source).width)
+    assert sum(done) == 3  # the fake never reports batches: only the failed images were counted
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def test_predict_300_images_3_corrupt(run_dir, tmp_path):
+    """300 inputs in a shuffled order -> 300 rows in that order, exactly the 3 corrupt ones as errors."""
+    paths = write_images(tmp_path / "imgs", 300)
+    broken = [paths[7], paths[150], paths[299]]
+    corrupt(broken)
+    order = list(paths)
+    random.Random(1).shuffle(order)  # input order is neither file-name nor width order
+    result = invoke("predict", "--model", str(run_dir), "--format", "jsonl", "--batch-size", "32",
+                    *map(str, order))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["file"] for row in rows] == [str(p) for p in order]
+    errors = {row["file"] for row in rows if "error" in row}
+    assert errors == {str(p) for p in broken}
+    assert all(isinstance(row.get("prediction"), str) for row in rows if "error" not in row)
+    assert "3 of 300" in result.stderr
+
+
+def test_predict_formats_and_out_file(run_dir, tmp_path):
+    paths = write_images(tmp_path / "imgs", 4)
+    corrupt_file = tmp_path / "imgs" / "bad.png"
+    corrupt_file.write_bytes(b"")
+    inputs = [str(p) for p in paths] + [str(corrupt_file)]
+
+    text = invoke("predict", "--model", str(run_dir), *inputs)
+    assert text.exit_code == 1
+    lines = text.stdout.splitlines()
+    assert len(lines) == 5 and all(line.count("\t") == 1 for line in lines)
+    assert lines[-1] == f"{corrupt_file}\tERROR: empty file"
+
+    out = tmp_path / "out" / "rows.csv"  # format from the suffix
+    result = invoke("predict", "--model", str(run_dir), *inputs, "--out", str(out))
+    assert result.exit_code == 1 and result.stdout == ""
+    table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [row["file"] for row in table] == inputs
+    assert [bool(row["error"]) for row in table] == [False] * 4 + [True]
+    assert [row["prediction"] for row in table[:4]] == [line.split("\t")[1] for line in lines[:4]]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rows.csv"]  # --out is the only file written
+
+    good = invoke("predict", "--model", str(run_dir), "--format", "jsonl", *inputs[:2])
+    assert good.exit_code == 0
+    assert [json.loads(line)["file"] for line in good.stdout.splitlines()] == inputs[:2]
+
+
+def test_predict_folder_glob_and_stdin_inputs(run_dir, tmp_path):
+    paths = write_images(tmp_path / "scans" / "a", 3, seed=1) + write_images(tmp_path / "scans" / "b", 2, seed=2)
+    (tmp_path / "scans" / "notes.txt").write_text("not an image", encoding="utf-8")  # skipped: not an image suffix
+    (tmp_path / "empty").mkdir()
+    stdin = f"{paths[0]}\n\n{paths[4]}\n"
+    result = invoke("predict", "--model", str(run_dir), "--format", "jsonl", str(tmp_path / "scans"),
+                    str(tmp_path / "scans" / "*" / "img00[01].png"), "-", str(tmp_path / "nope.png"),
+                    str(tmp_path / "empty"), input=stdin)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    folder = sorted(str(p) for p in paths)
+    globbed = sorted(str(p) for p in paths if p.name in ("img000.png", "img001.png"))
+    assert [row["file"] for row in rows] == folder + globbed + [str(paths[0]), str(paths[4]),
+                                                             str(tmp_path / "nope.png"), str(tmp_path / "empty")]
+    assert [row["file"] for row in rows if "error" in row] == [str(tmp_path / "nope.png"), str(tmp_path / "empty")]
+
+
+def test_predict_user_errors_are_one_line(run_dir, tmp_path):
+    image = write_images(tmp_path, 1)[0]
+    for args in (["--model", str(tmp_path / "missing-model"), str(image)],
+                 ["--model", str(run_dir), str(image), "--format", "xml"],
+                 ["--model", str(run_dir), str(image), "--out", str(tmp_path)]):
+        result = invoke("predict", *args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().count("\n") == 0 and "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def test_eval_corpus_cer_equals_jiwer(run_dir, dataset_dir, tmp_path):
+    out = tmp_path / "eval"
+    result = invoke("eval", "--model", str(run_dir), "--dataset", str(dataset_dir), "--split", "all",
+                    "--batch-size", "32", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary == json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == summary["n"] == 64 and set(rows[0]) == {"id", "reference", "prediction", "cer"}
+    assert rows[0]["id"].endswith(".png")  # image folders: the file name
+    references = [normalize(r["reference"]) for r in rows]
+    predictions = [normalize(r["prediction"]) for r in rows]
+    assert summary["cer"] == pytest.approx(jiwer.cer(references, predictions), abs=1e-12)
+    assert summary["wer"] == pytest.approx(jiwer.wer(references, predictions), abs=1e-12)
+    assert summary["mean_cer"] == pytest.approx(sum(r["cer"] for r in rows) / len(rows))
+    assert summary["unreadable_images"] == 0 and summary["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("kind", ["training output", "full folder", "adapter folder", "base + --adapter"])
+def test_eval_loads_every_kind_of_model_folder(kind, run_dir, adapter_dir, dataset_dir):
+    model, extra = {
+        "training output": (run_dir, []),
+        "full folder": (run_dir / "final", []),
+        "adapter folder": (adapter_dir, []),
+        "base + --adapter": (adapter_dir / "base", ["--adapter", str(adapter_dir)]),
+    }[kind]
+    result = invoke("eval", "--model", str(model), *extra, "--dataset", str(dataset_dir), "--max-samples", "4")
+    assert result.exit_code == 0, result.output
+    assert "CER (corpus" in result.stdout and "worst 4 samples" in result.stdout
+    # default output folder: eval-test inside the folder evaluated (the adapter's with --adapter)
+    out = (adapter_dir if extra else model) / "eval-test"
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["n"] == 4
+
+
+def test_eval_counts_unreadable_images_and_uses_a_recipe(run_dir, dataset_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(dataset_dir / "test", data / "test")
+    shutil.copytree(dataset_dir / "train", data / "train")
+    names = sorted(p.name for p in (data / "test").glob("*.png"))
+    corrupt([data / "test" / names[0], data / "test" / names[1], data / "test" / names[2]])
+    result = invoke("eval", "--model", str(run_dir), "--dataset", str(data), "--out", str(tmp_path / "e"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text(encoding="utf-8"))
+    # the zero-byte file is skipped (and counted) by the loader, the other two when decoded
+    assert summary["unreadable_images"] == 2 and summary["skipped_at_load"] == 1
+    assert summary["n"] == len(names) - 3
+    assert "skipped 2 sample(s)" in result.stderr
+
+    recipe = invoke("eval", "--model", str(run_dir), "--recipe", str(run_dir / "recipe.yaml"), "--split", "val",
+                    "--out", str(tmp_path / "r"), "--json")
+    assert recipe.exit_code == 0, recipe.output
+    assert json.loads(recipe.stdout)["batch_size"] == 8  # the recipe's eval.batch_size
+
+
+def test_eval_user_errors_are_one_line_exit_2(run_dir, dataset_dir, tmp_path):
+    for args in (["--model", str(tmp_path / "no-such-model"), "--dataset", str(dataset_dir)],
+                 ["--model", str(run_dir)],
+                 ["--model", str(run_dir), "--dataset", str(dataset_dir), "--split", "dev"]):
+        result = invoke("eval", *args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().count("\n") == 0 and "Traceback" not in result.output
+    missing = invoke("eval", "--model", str(tmp_path / "no-such-model"), "--dataset", str(dataset_dir))
+    assert "model folder not found" in missing.output
