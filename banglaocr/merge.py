@@ -159,7 +159,15 @@ def probe_images(count: int = len(PROBE_WORDS)) -> list:
 
 
 def probe_batch(tokenizer, settings) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Model inputs of the probe words (training format: prompt + image + answer) and the mask of real tokens."""
+    """Model inputs of the probe words (training format: prompt + image + answer) and the mask of real tokens.
+
+    >>> from banglaocr.model.tokenizers import build_char_tokenizer
+    >>> from banglaocr.infer import default_read_settings
+    >>> inputs, mask = probe_batch(build_char_tokenizer(), default_read_settings())
+    >>> sorted(inputs) == sorted(["input_ids", "attention_mask", "mm_token_type_ids", "pixel_values",
+    ...                           "image_grid_thw"]), int(mask.sum()) == int(inputs["attention_mask"].sum())
+    (True, True)
+    """
     from banglaocr.data.collate import Collator, finish_batch_on_device
     from banglaocr.data.pixels import resize_to_budget
     from banglaocr.text import normalize
@@ -172,8 +180,11 @@ def probe_batch(tokenizer, settings) -> tuple[dict[str, torch.Tensor], torch.Ten
 
 
 @torch.no_grad()
-def _logits(model, inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-    """float32 logits at the real (unpadded) positions: [tokens, vocab]."""
+def masked_logits(model, inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """float32 logits at the real (unpadded) positions of `inputs`: [tokens, vocab].
+
+    Example: `masked_logits(model, *probe_batch(tokenizer, settings))` (the model is put in eval mode).
+    """
     model.eval()
     return model(**inputs).logits.float()[mask]
 
@@ -196,12 +207,20 @@ def _load_adapter_model(folder: Path, base: str | None):
     from banglaocr.model.factory import load_model
 
     try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {folder / 'adapter_config.json'}: {err}") from None
+    if not (folder / "adapter_model.safetensors").is_file():
+        # Without it peft would go looking for the folder name on the hub; pickled .bin adapters are refused
+        # (DESIGN: safetensors only).
+        raise UserError(f"{folder} has no adapter weights (adapter_model.safetensors)")
+    try:
         if base is None:
             # The factory finds the base the adapter names (a hub id, a folder, or the tiny base/ inside).
             loaded = load_model(ModelConfig(name_or_path=str(folder), dtype="float32"), None)
-            base_name = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))[
-                "base_model_name_or_path"]
-            return loaded.model, loaded.tokenizer, base_name
+            named = str(config.get("base_model_name_or_path"))
+            inside = folder / named  # a relative name is looked up inside the adapter folder first
+            return loaded.model, loaded.tokenizer, str(inside) if (inside / "config.json").is_file() else named
         if (Path(base).expanduser() / "adapter_config.json").is_file():
             raise UserError(f"--base {base} is an adapter folder; --base takes a full model (hub id or folder)")
         from peft import PeftModel
@@ -217,9 +236,13 @@ def _load_adapter_model(folder: Path, base: str | None):
     except UserError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        # A broken adapter folder (bad JSON, missing or mismatched weights) is bad input, not a bug here.
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load the adapter in {folder}: {first_line}") from None
+        # A broken adapter folder or a base it does not fit is bad input, not a bug here.
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+        mismatch = next((line for line in lines if line.startswith("size mismatch")), None)
+        if mismatch is not None:
+            raise UserError(f"cannot load the adapter in {folder}: it does not fit the base model ({mismatch[:300]}); "
+                            "is the base the model it was trained on?") from None
+        raise UserError(f"cannot load the adapter in {folder}: {lines[0]}") from None
 
 
 def _check_adapter_loaded(model, folder: Path) -> int:
@@ -229,10 +252,7 @@ def _check_adapter_loaded(model, folder: Path) -> int:
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file
 
-    weights = folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"{folder} has no adapter_model.safetensors")
-    saved = load_file(str(weights))
+    saved = load_file(str(folder / "adapter_model.safetensors"))
     # The model's adapter state under the names peft saves it with (adapter name removed).
     live = get_peft_model_state_dict(model, save_embedding_layers=False)
     for key, tensor in saved.items():
@@ -299,14 +319,14 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
     stored = load_read_settings(adapter)
     settings = stored if stored is not None else default_read_settings()
     inputs, mask = probe_batch(tokenizer, settings)
-    reference = _logits(model, inputs, mask)
+    reference = masked_logits(model, inputs, mask)
     scale = max(1.0, float(reference.abs().max()))
 
     try:
         merged = model.merge_and_unload(safe_merge=True)  # safe_merge: refuse NaN weights
     except ValueError as err:
         raise UserError(f"merging {adapter} failed: {err}") from None
-    merge_diff = _max_abs_diff(_logits(merged, inputs, mask), reference)
+    merge_diff = _max_abs_diff(masked_logits(merged, inputs, mask), reference)
     if merge_diff > MERGE_TOLERANCE * scale:
         raise UserError(f"the merged float32 model does not reproduce the adapter: max |logits difference| "
                         f"{merge_diff:.3g} > {MERGE_TOLERANCE * scale:.3g}; nothing was written")
@@ -327,7 +347,7 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
         reloaded = AutoModelForImageTextToText.from_pretrained(str(tmp), dtype="auto")
         if reloaded.dtype != getattr(torch, dtype):
             raise UserError(f"the saved model loads as {reloaded.dtype}, expected {dtype}")
-        diff = _max_abs_diff(_logits(reloaded, inputs, mask), reference)
+        diff = _max_abs_diff(masked_logits(reloaded, inputs, mask), reference)
         del reloaded
         limit = rel_tol * scale
         report = {

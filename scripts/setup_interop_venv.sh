@@ -16,10 +16,10 @@ cd "$(dirname "$0")/.."
 
 VENV="${1:-.venv-interop}"
 PYTHON="${PYTHON:-python3}"
-# Exact pins: the same transformers / peft / pillow / safetensors as the project's CI venv, so the
+# Exact pins: the same transformers / peft / pillow / safetensors / numpy as the project's CI venv, so the
 # two processes compute the same floats for the same weights.
 TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
-OTHER_PINS=("transformers==5.24.0" "peft==0.21.2" "pillow==13.0.0" "safetensors==0.8.0")
+OTHER_PINS=("transformers==5.24.0" "peft==0.21.2" "pillow==13.0.0" "safetensors==0.8.0" "numpy==2.4.6")
 MARKER="$VENV/.interop-pins"
 EXPECTED="$("$PYTHON" --version 2>&1) ${TORCH_PINS[*]} ${OTHER_PINS[*]}"
 

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from banglaocr import __version__
-from banglaocr.cli import confusion_report, eval, predict, scan_dims, synth, train
+from banglaocr.cli import confusion_report, eval, merge_lora, predict, scan_dims, synth, train
 
 app = typer.Typer(
     name="banglaocr",
@@ -33,6 +33,7 @@ COMMANDS = [
     ("eval", eval.eval_command),
     ("confusion-report", confusion_report.confusion_report),
     ("predict", predict.predict),
+    ("merge-lora", merge_lora.merge_lora),
 ]
 for _name, _function in COMMANDS:
     app.command(name=_name)(_function)

@@ -38,3 +38,57 @@ def user_errors() -> Iterator[None]:
     except UserError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(err.exit_code) from None
+
+
+# Options of the commands that run a trained model (eval, predict).
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Hub id, model folder, adapter folder, or training output folder "
+                                       "(its best/, else final/)."),
+]
+AdapterOption = Annotated[
+    str | None, typer.Option("--adapter", help="Adapter folder applied on top of --model (then the base model).")
+]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per generation batch.")]
+NumBeamsOption = Annotated[int, typer.Option("--num-beams", min=1, help="Beam width (1 = greedy).")]
+PrecisionOption = Annotated[
+    str, typer.Option("--precision", help="auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, fp16, bf16.")
+]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
+
+
+def load_quietly(model: str, adapter: str | None, precision: str, device: str | None):
+    """`load_for_inference` without transformers' per-shard progress bars (they would mix with ours)."""
+    from transformers.utils import logging as transformers_logging
+
+    from banglaocr.infer import load_for_inference
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return load_for_inference(model, adapter=adapter, precision=precision, device=device)
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, show: bool) -> Iterator:
+    """A rich progress bar on stderr (stdout stays clean); yields `advance(n)`."""
+    if not show:
+        yield lambda n: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[speed]} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True)
+    task = progress.add_task(description, total=total, speed="-")
+    with progress:
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            elapsed = progress.tasks[0].elapsed or 0.0
+            if elapsed > 0:
+                progress.update(task, speed=f"{progress.tasks[0].completed / elapsed:.1f}")
+        yield advance

@@ -25,9 +25,8 @@ from typing import Annotated
 
 import typer
 
-from banglaocr.cli.common import JsonOption, RecipeOption, console, err_console, user_errors
-from banglaocr.cli.predict import (AdapterOption, DeviceOption, ModelOption, NumBeamsOption, PrecisionOption,
-                                   load_quietly, progress_bar)
+from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, console, err_console, load_quietly, progress_bar,
+                                  user_errors)
 
 SPLITS = ("train", "val", "test", "all")
 WORST = 10  # worst samples shown after the summary table

@@ -18,7 +18,6 @@ This module also holds the options `predict` and `eval` share (model, adapter, p
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import io
@@ -26,70 +25,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated
 
 import typer
 
-from banglaocr.cli.common import err_console, user_errors
+from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, ModelOption, NumBeamsOption,
+                                  PrecisionOption, err_console, load_quietly, progress_bar, user_errors)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 FORMATS = ("text", "jsonl", "csv")
 PROGRESS_FROM = 64
 """Show a progress bar from this many inputs on (fewer finish before a bar would help)."""
-
-# Options shared with `banglaocr eval` (one definition, one help text).
-ModelOption = Annotated[
-    str,
-    typer.Option("--model", "-m", help="Hub id, model folder, adapter folder, or training output folder "
-                                       "(its best/, else final/)."),
-]
-AdapterOption = Annotated[
-    str | None, typer.Option("--adapter", help="Adapter folder applied on top of --model (then the base model).")
-]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per generation batch.")]
-NumBeamsOption = Annotated[int, typer.Option("--num-beams", min=1, help="Beam width (1 = greedy).")]
-PrecisionOption = Annotated[
-    str, typer.Option("--precision", help="auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, fp16, bf16.")
-]
-DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
-
-
-def load_quietly(model: str, adapter: str | None, precision: str, device: str | None):
-    """`load_for_inference` without transformers' per-shard progress bars (they would mix with ours)."""
-    from transformers.utils import logging as transformers_logging
-
-    from banglaocr.infer import load_for_inference
-
-    was_enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        return load_for_inference(model, adapter=adapter, precision=precision, device=device)
-    finally:
-        if was_enabled:
-            transformers_logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, description: str, show: bool) -> Iterator:
-    """A rich progress bar on stderr (stdout stays clean); yields `advance(n)`."""
-    if not show:
-        yield lambda n: None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[speed]} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=err_console, transient=True)
-    task = progress.add_task(description, total=total, speed="-")
-    with progress:
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            elapsed = progress.tasks[0].elapsed or 0.0
-            if elapsed > 0:
-                progress.update(task, speed=f"{progress.tasks[0].completed / elapsed:.1f}")
-        yield advance
-
 
 def _is_glob(text: str) -> bool:
     return any(char in text for char in "*?[")

@@ -162,7 +162,7 @@ def open_image(record_or_image: Record | Any) -> Image.Image:
         return image.convert("RGB")
     except UnreadableImage:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
         raise UnreadableImage(f"not a readable image ({type(err).__name__}: {err})") from None
 
 
@@ -185,7 +185,7 @@ def image_size(record: Record) -> tuple[int, int]:
             return image.size
     except UnreadableImage:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
         raise UnreadableImage(f"not a readable image ({type(err).__name__})") from None
 
 

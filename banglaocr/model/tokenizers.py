@@ -32,7 +32,6 @@ import base64
 import os
 import shutil
 import tempfile
-from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
 

@@ -124,7 +124,7 @@ class StopSignal:
 def _mixed_precision(precision: str) -> str:
     if precision == "fp16" and not torch.cuda.is_available():
         raise UserError("train.precision=fp16 needs a CUDA GPU; use fp32 (or bf16) on the CPU")
-    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise UserError("this GPU has no bf16 (e.g. a T4): use train.precision=fp16")
     return {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[precision]
 

@@ -103,6 +103,7 @@ def transcribe(model_dir: Path, image_paths: list[Path]) -> dict:
                       "video_processor": type(processor.video_processor).__name__},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "dtype": str(model.dtype),
+        "banglaocr_imported": "banglaocr" in sys.modules,
     }
 
 

@@ -1,0 +1,55 @@
+"""`banglaocr merge-lora`: fold a LoRA adapter into its base; save a full model folder checked against the adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from banglaocr.cli.common import JsonOption, console, user_errors
+
+
+def merge_lora(
+    adapter: Annotated[
+        Path,
+        typer.Option("--adapter", "-a", help="Adapter folder (adapter_config.json inside), or a training output "
+                                             "folder: its best/ adapter is used (final/ when there is no best/)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the merged model to.")],
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Base model (hub id or folder) instead of the one the adapter names."),
+    ] = None,
+    dtype: Annotated[
+        Literal["float32", "float16", "bfloat16"],
+        typer.Option("--dtype", help="Weight dtype of the merged model (float16 for T4s; bfloat16 for A100/H100)."),
+    ] = "float32",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge a LoRA adapter into its base model; check merged vs adapter logits before saving.
+
+    The merged folder loads with plain transformers (AutoModelForImageTextToText + AutoProcessor).
+    It keeps banglaocr.json, so eval and predict read images exactly as in training.
+    Nothing is written when the logits check fails (exit code 2).
+
+    Example: banglaocr merge-lora --adapter runs/kaggle_t4x2/best --out runs/kaggle_t4x2/merged --dtype float16
+    """
+    with user_errors():
+        from banglaocr.merge import merge_lora as run_merge
+
+        report = run_merge(adapter, out, base=base, dtype=dtype, force=force)
+
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    console.print(f"max |logits merged - adapter| = {report['max_abs_diff']:.3g} "
+                  f"(tolerance {report['tolerance']:.3g}, {dtype}, {report['probe_tokens']} probe tokens; "
+                  f"float32 merge alone {report['merge_max_abs_diff']:.3g})", highlight=False)
+    console.print(f"merged {report['lora_layers']} LoRA layers of {report['adapter_dir']} into {report['base']}",
+                  highlight=False)
+    if report["read_settings"] == "default":
+        console.print("[yellow]the adapter folder has no banglaocr.json: default read settings written[/]")
+    console.print(f"merged model: [bold]{report['out_dir']}[/]", highlight=False)
