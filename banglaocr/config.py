@@ -99,7 +99,8 @@ class ModelConfig:
     tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
     """Sizes used when `init: tiny`."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    """Weight dtype when loading; `auto` follows `train.precision` (fp32 on CPU)."""
+    """Weight dtype when loading. `auto`: with LoRA, the frozen base follows `train.precision` (bf16 / fp16,
+    vision tower fp32 under fp16); a full fine-tune keeps fp32 weights and autocast does the half-precision math."""
     quantization: Literal["8bit", "4bit"] | None = None
     """Load the frozen base in 8-bit or 4-bit NF4 through bitsandbytes (QLoRA); null = no quantisation."""
     gradient_checkpointing: bool = False
@@ -190,7 +191,8 @@ class DataConfig:
 
     source: str
     """`synth` (render on first use), a hub data set id, a local imagefolder (metadata.jsonl or .csv per split
-    folder or at its root), or a .jsonl / .csv manifest with image paths and text."""
+    folder or at its root), a folder written by `datasets`' `save_to_disk`, or a .jsonl / .csv manifest
+    with image paths and text."""
     config_name: str | None = None
     """Hub data set configuration name."""
     split: str = "train"
@@ -326,7 +328,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0 = off)."""
     max_nonfinite_steps: int = 10
-    """Stop with a clear message after this many consecutive non-finite losses."""
+    """Stop with a clear message after this many consecutive optimizer steps skipped for non-finite
+    gradients (under fp16, steps the GradScaler skips on overflow count too)."""
     eval_steps: int = 200
     """Evaluate by generation every this many optimizer steps (0 = only at the end)."""
     save_steps: int = 200
@@ -338,7 +341,7 @@ class TrainConfig:
     seed: int = 0
     """Seed of model init, data order and augmentation."""
     group_by_length: bool = True
-    """Batch samples of similar image width together (less padding)."""
+    """Batch samples of similar label length together (a free proxy for image width: less padding)."""
 
     def __post_init__(self) -> None:
         _check(self.max_steps > 0, "max_steps", "must be > 0")

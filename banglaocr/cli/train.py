@@ -33,7 +33,7 @@ def train(
 
         loaded = load_recipe(recipe, overrides or [])
         if dry_run:
-            console.print(recipe_to_yaml(loaded), highlight=False, markup=False, end="")
+            typer.echo(recipe_to_yaml(loaded), nl=False)  # plain: rich would wrap long lines (invalid YAML)
             return
         from banglaocr.train.loop import TrainingInterrupted, run_training
 

@@ -25,6 +25,7 @@ One optimizer step:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -204,8 +205,10 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # "Writing model shards" bars would break the live display
+    if output_dir is not None:  # the saved recipe names the folder the run really wrote to
+        recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, output_dir=str(output_dir)))
     cfg = recipe.train
-    output_dir = Path(output_dir or cfg.output_dir)
+    output_dir = Path(cfg.output_dir)
     console = console or Console()
     resume_from = ckpt.resolve_resume(resume, output_dir)
     _check_output_dir(output_dir, resuming=resume is not None)

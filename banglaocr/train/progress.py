@@ -1,7 +1,7 @@
 """What a training run shows and writes: the live progress bar, metrics.jsonl, curves.png, the summary table.
 
 `metrics.jsonl` has one JSON object per log or evaluation row: `step`, `loss`, `lr` always;
-`samples_per_s` on log rows; `val_cer`, `val_wer`, `val_ger`, `val_exact`, ... on eval rows.
+`samples_per_s` on log rows; `val_cer`, `val_wer`, `val_ger`, `val_exact_match`, ... on eval rows.
 On resume the rows after the checkpoint's step are dropped, so the file never holds a step twice.
 
 >>> import tempfile, pathlib
