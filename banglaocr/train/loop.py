@@ -31,6 +31,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -446,7 +447,11 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
                 if not skipped:
                     optimizer.step()
             step_lr = scheduler.get_last_lr()[0]  # the rate this update used (logged below)
-            scheduler.step()
+            with warnings.catch_warnings():
+                # The schedule counts optimizer steps, skipped ones included (so the rate is a function of
+                # the step alone); torch warns when a skipped first step precedes the scheduler's step.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             if skipped:
