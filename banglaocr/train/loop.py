@@ -450,7 +450,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
             with warnings.catch_warnings():
                 # The schedule counts optimizer steps, skipped ones included (so the rate is a function of
                 # the step alone); torch warns when a skipped first step precedes the scheduler's step.
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
