@@ -246,7 +246,10 @@ def test_bad_adapter_is_one_line_and_exit_2(case, run_dir, merged, tmp_path):
 # --------------------------------------------------------------------------- AutoProcessor, no banglaocr
 
 
-def _interop_python() -> str:
+@pytest.fixture(scope="module")
+def interop_python() -> str:
+    """The interop venv's interpreter. Module scope and first in the test's arguments: decided before
+    the training fixtures run, so a skip costs nothing."""
     python = os.environ.get("BANGLAOCR_INTEROP_PYTHON")
     if python:
         return python
@@ -257,12 +260,12 @@ def _interop_python() -> str:
     pytest.skip(message)
 
 
-def test_merged_folder_transcribes_with_autoprocessor_without_banglaocr(merged, image_paths, images, settings,
-                                                                        adapter_texts, tmp_path):
+def test_merged_folder_transcribes_with_autoprocessor_without_banglaocr(interop_python, merged, image_paths, images,
+                                                                        settings, adapter_texts, tmp_path):
     from banglaocr.data.pixels import resize_to_budget
     from banglaocr.text import normalize
 
-    python = _interop_python()
+    python = interop_python
     # A clean environment in a neutral folder: nothing of this venv, this checkout or the user's site.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "PYTHONNOUSERSITE": "1", "PYTHONIOENCODING": "utf-8"}
