@@ -39,6 +39,15 @@ from banglaocr.text import normalize
 
 SETTINGS_FILE = "banglaocr.json"
 
+VIDEO_PREPROCESSOR = {
+    # Qwen3-VL's video processor with its own defaults. Without this file AutoProcessor falls back
+    # to the image processor's config and builds Qwen2-VL's video processor instead.
+    "video_processor_type": "Qwen3VLVideoProcessor",
+    "processor_class": "Qwen3VLProcessor",
+    "patch_size": 16, "temporal_patch_size": 2, "merge_size": 2,
+    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+}
+
 
 @dataclass(frozen=True)
 class ReadSettings:
@@ -63,7 +72,8 @@ def default_read_settings() -> ReadSettings:
 
 
 def save_read_settings(folder: str | Path, settings: ReadSettings) -> None:
-    """Write `banglaocr.json` and a `preprocessor_config.json` that does not upscale word crops.
+    """Write `banglaocr.json`, a `preprocessor_config.json` that does not upscale word crops, and Qwen3-VL's
+    `video_preprocessor_config.json` (so `AutoProcessor` builds the right processor where torchvision exists).
 
     Qwen3-VL-2B's own image processor upscales every image to >= 65,536 pixels; the config
     written here sets min_pixels to the budget's smallest image, so plain transformers / vLLM
@@ -82,6 +92,7 @@ def save_read_settings(folder: str | Path, settings: ReadSettings) -> None:
         "size": {"shortest_edge": image.height * image.min_width, "longest_edge": image.height * image.max_width},
     }
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_PREPROCESSOR, indent=2), encoding="utf-8")
 
 
 def load_read_settings(folder: str | Path) -> ReadSettings | None:

@@ -252,6 +252,8 @@ def interop_python() -> str:
     the training fixtures run, so a skip costs nothing."""
     python = os.environ.get("BANGLAOCR_INTEROP_PYTHON")
     if python:
+        if not Path(python).is_file():
+            pytest.fail(f"BANGLAOCR_INTEROP_PYTHON={python} does not exist: run scripts/setup_interop_venv.sh")
         return python
     message = ("BANGLAOCR_INTEROP_PYTHON is not set: run scripts/setup_interop_venv.sh, then "
                "export BANGLAOCR_INTEROP_PYTHON=$PWD/.venv-interop/bin/python")

@@ -77,7 +77,8 @@ def test_recipe_yaml_is_the_resolved_recipe(finished_run):
     from banglaocr.config import load_recipe
 
     out, _ = finished_run
-    assert load_recipe(out / "recipe.yaml") == helpers.tiny_recipe(*RUN_ARGS)
+    # ... with train.output_dir naming the folder the run really wrote to (-o), not the recipe's default.
+    assert load_recipe(out / "recipe.yaml") == helpers.tiny_recipe(*RUN_ARGS, f"train.output_dir={out}")
 
 
 def test_metrics_have_log_and_eval_rows(finished_run):
