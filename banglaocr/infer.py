@@ -271,8 +271,10 @@ def load_for_inference(model: str, adapter: str | None = None, precision: str = 
     `auto` picks bf16 / fp16 / fp32 (`inference_precision`). The model is in eval mode with
     no parameter requiring gradients, on `device`.
 
-    >>> loaded, settings = load_for_inference("runs/cpu_demo")  # doctest: +SKIP
-    >>> generate_texts(loaded.model, loaded.tokenizer, images, settings)  # doctest: +SKIP
+    >>> load_for_inference("/no/such/run")
+    Traceback (most recent call last):
+    ...
+    banglaocr.errors.UserError: model folder not found: /no/such/run
     """
     from banglaocr.model.factory import load_model
 
@@ -336,9 +338,13 @@ def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: Re
     ordered by width inside `generate_texts`). `on_batch(n)` is called with the number of
     inputs finished (read or failed).
 
-    >>> readings = read_images(model, tokenizer, ["a.png", "missing.png"], settings)  # doctest: +SKIP
-    >>> [(r.text, r.error) for r in readings]  # doctest: +SKIP
-    [('আমি', None), (None, 'no such file: missing.png')]
+    >>> import torch
+    >>> from banglaocr.config import ModelConfig
+    >>> from banglaocr.model.factory import load_model
+    >>> _ = torch.manual_seed(0)
+    >>> tiny = load_model(ModelConfig(name_or_path="demo", init="tiny"), None)
+    >>> [(r.text, r.error) for r in read_images(tiny.model, tiny.tokenizer, ["missing.png"], default_read_settings())]
+    [(None, 'no such file: missing.png')]
     """
     from banglaocr.data.sources import UnreadableImage, open_image
 

@@ -17,10 +17,14 @@ Accepted sources (`data.source`):
 - anything else goes to `datasets.load_dataset(source, config_name)`: a hub id such as
   `swapnillo/BN-HTR-Handwritten-Dataset`, or a local folder of parquet/arrow files.
 
->>> from banglaocr.config import DataConfig
->>> splits = load_splits(DataConfig(source="tests/data/tiny_imagefolder"))  # doctest: +SKIP
->>> len(splits.train), splits.skipped.total  # doctest: +SKIP
-(8, 1)
+>>> import json, tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> Image.new("RGB", (60, 20), "white").save(folder / "a.png")
+>>> rows = [{"image": "a.png", "text": "কলম"}, {"image": "gone.png", "text": "খাতা"}]
+>>> _ = (folder / "words.jsonl").write_text("".join(json.dumps(r) + chr(10) for r in rows))
+>>> splits = load_splits(DataConfig(source=str(folder / "words.jsonl"), val_fraction=0, test_fraction=0))
+>>> [r.text for r in splits.train], splits.skipped.summary()
+(['কলম'], 'skipped 1 sample(s): 1 missing image file (e.g. words.jsonl#1)')
 """
 
 from __future__ import annotations
