@@ -36,14 +36,15 @@ LANGUAGE_MODEL_LINEAR_LAYERS = (
 class _FieldError(Exception):
     """Raised by a section's `__post_init__`; the loader prefixes the section path."""
 
-    def __init__(self, field_name: str, message: str):
+    def __init__(self, field_name: str, message: str, got: Any = None):
         super().__init__(message)
         self.field_name = field_name
+        self.got = got  # what the error shows as "got" when not the whole field (a long list)
 
 
-def _check(condition: bool, field_name: str, message: str) -> None:
+def _check(condition: bool, field_name: str, message: str, got: Any = None) -> None:
     if not condition:
-        raise _FieldError(field_name, message)
+        raise _FieldError(field_name, message, got)
 
 
 # --------------------------------------------------------------------------- model
@@ -186,6 +187,38 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class CurriculumStage:
+    """One stage of `data.curriculum`: which training samples, how much augmentation, and when to move on."""
+
+    max_chars: int | None = None
+    """Longest label in characters (Unicode code points: a letter with a vowel sign counts 2, one token
+    each with the char tokenizer); null = every length."""
+    fonts: list[str] | None = None
+    """Only samples rendered in these fonts (file stems, the `font` of synthetic metadata); null = every
+    training font. Needs data that records a font per sample (`source: synth`)."""
+    augment_strength: float = 1.0
+    """Scales every magnitude and the probability of the `augment` section (0 = clean images, 1 = as
+    configured)."""
+    advance_loss: float | None = None
+    """Move to the next stage once the smoothed training loss of this stage falls below this value;
+    null = only `max_steps` moves on (on the last stage: stay)."""
+    min_steps: int = 0
+    """Optimizer steps spent in this stage before `advance_loss` may move on."""
+    max_steps: int | None = None
+    """Move on after this many optimizer steps in this stage whatever the loss; null = no limit."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_chars is None or self.max_chars > 0, "max_chars", "must be > 0 or null")
+        _check(self.fonts is None or len(self.fonts) > 0, "fonts", "must list at least one font, or be null")
+        _check(self.fonts is None or all(name.strip() for name in self.fonts), "fonts", "must not hold empty names")
+        _check(0.0 <= self.augment_strength <= 1.0, "augment_strength", "must be in [0, 1]")
+        _check(self.advance_loss is None or self.advance_loss > 0, "advance_loss", "must be > 0 or null")
+        _check(self.min_steps >= 0, "min_steps", "must be >= 0")
+        _check(self.max_steps is None or self.max_steps >= max(self.min_steps, 1), "max_steps",
+               "must be >= 1 and >= min_steps, or null")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the word images and their labels come from, and how they are split and shown to the model."""
 
@@ -226,6 +259,15 @@ class DataConfig:
     """Synthetic data settings (used when `source: synth`)."""
     num_workers: int = 0
     """Data-loader worker processes that decode and resize images (0 = in the main process)."""
+    curriculum: list[CurriculumStage] | None = None
+    """Training stages, easy to hard; null = no curriculum (every training sample, `augment` as set).
+    Each stage is a mapping with the keys `max_chars` (longest label in characters = code points, null =
+    all), `fonts` (font file stems of synthetic data, null = all), `augment_strength` (0..1 times every
+    `augment` magnitude and probability, default 1), `advance_loss` (move on when the smoothed training
+    loss - a moving average over about 20 steps, restarted per stage - falls below it), `min_steps`
+    (default 0) and `max_steps` (move on after this many steps in the stage, null = no limit); the last
+    stage never moves on. The data order restarts on each stage's samples; checkpoints record the stage,
+    so `--resume` continues exactly. Metrics rows carry `curriculum_stage` (index in this list)."""
 
     def __post_init__(self) -> None:
         _check(bool(self.source.strip()), "source", "must not be empty")
@@ -236,6 +278,14 @@ class DataConfig:
         _check(self.samples_per_class == "all" or self.samples_per_class > 0, "samples_per_class",
                "must be > 0 or 'all'")
         _check(self.num_workers >= 0, "num_workers", "must be >= 0")
+        if self.curriculum is not None:
+            _check(len(self.curriculum) > 0, "curriculum", "must hold at least one stage (null = no curriculum)")
+            # A stage that never advances makes every later stage unreachable: say so now rather than
+            # after hours of training on the first stages.
+            for index, stage in enumerate(self.curriculum[:-1]):
+                _check(stage.advance_loss is not None or stage.max_steps is not None, "curriculum",
+                       f"stage [{index}] sets neither advance_loss nor max_steps, so the stages after it "
+                       "are never reached", got=dataclasses.asdict(stage))
 
 
 # --------------------------------------------------------------------------- augment / loss
@@ -265,12 +315,23 @@ class AugmentConfig:
     """Largest erosion/dilation kernel radius in pixels (0 = off): thinner or bolder strokes."""
     contrast: float = 0.2
     """Largest contrast / brightness change, as a fraction."""
+    baseline_wobble: float = 0.0
+    """Largest vertical displacement, in pixels, of a smooth wave along the word (0 = off): a wavering
+    handwritten baseline."""
+    ink_texture: float = 0.0
+    """Largest fraction of the ink lost in uneven blotches (0 = off, at most 1): pen pressure, a dry
+    ballpoint. Paper is left alone."""
+    paper_texture: float = 0.0
+    """Largest darkening of the paper by low-frequency shading and fine grain, as a fraction (0 = off,
+    at most 1)."""
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.probability <= 1.0, "probability", "must be in [0, 1]")
         for name in ("rotate_degrees", "shear", "scale", "elastic_alpha", "blur_sigma", "noise_std",
-                     "stroke_width", "contrast"):
+                     "stroke_width", "contrast", "baseline_wobble", "ink_texture", "paper_texture"):
             _check(getattr(self, name) >= 0, name, "must be >= 0")
+        for name in ("ink_texture", "paper_texture"):
+            _check(getattr(self, name) <= 1, name, "must be <= 1")
 
 
 @dataclass(frozen=True)
@@ -443,7 +504,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except _NoMatch:
                 continue
             except UserError:
-                if dataclasses.is_dataclass(option):
+                if dataclasses.is_dataclass(option) or _is_section_list(option):
                     raise
         raise _NoMatch
     if tp is type(None):
@@ -462,6 +523,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise _NoMatch
         (item_type,) = typing.get_args(tp)
+        if dataclasses.is_dataclass(item_type):  # a list of sections: name the item (data.curriculum[1])
+            return [_coerce_item(item, item_type, f"{key}[{index}]") for index, item in enumerate(value)]
         return [_coerce(item, item_type, key) for item in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -485,6 +548,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise _NoMatch
     raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def _is_section_list(tp: Any) -> bool:
+    """`list[SomeSection]`: its items are built like sections, with their own key-naming errors."""
+    return typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0])
+
+
+def _coerce_item(value: Any, tp: type, key: str) -> Any:
+    """One section of a list of sections; an item that is not a mapping is an error naming the item."""
+    if not isinstance(value, dict):
+        raise UserError(f"recipe key '{key}': expected a mapping, got {value!r}")
+    return _build(tp, value, key)
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -517,7 +592,7 @@ def _build(cls: type, raw: dict, path: str) -> Any:
     try:
         return cls(**kwargs)
     except _FieldError as err:
-        got = kwargs.get(err.field_name, getattr(cls, err.field_name, None))
+        got = err.got if err.got is not None else kwargs.get(err.field_name, getattr(cls, err.field_name, None))
         raise UserError(f"recipe key '{prefix}{err.field_name}': {err} (got {got!r})") from None
 
 

@@ -237,3 +237,97 @@ def test_augment_and_patchify_on_cuda():
     gpu_values, gpu_grid = patchify(cuda, widths)
     cpu_values, cpu_grid = patchify(batch, widths)
     assert torch.equal(gpu_values.cpu(), cpu_values) and torch.equal(gpu_grid.cpu(), cpu_grid)
+
+
+# --------------------------------------------------------------------------- handwriting-like effects
+
+
+STILL = AugmentConfig(probability=1.0, rotate_degrees=0, shear=0, scale=0, elastic_alpha=0, blur_sigma=0,
+                      noise_std=0, stroke_width=0, contrast=0)
+"""Every scanner-like effect off: what a handwriting effect does is then all that changes."""
+HANDWRITING = {"baseline_wobble": 4.0, "ink_texture": 1.0, "paper_texture": 1.0}
+
+
+def bar_batch() -> tuple[torch.Tensor, list[int]]:
+    """Flat light-grey paper with one black horizontal bar (rows 14-17), two widths."""
+    batch = torch.full((2, 3, 32, 128), 0.9)
+    batch[:, :, 14:18, 8:120] = 0.0
+    batch[1, :, :, 96:] = 1.0  # the second image is 96 wide: the rest is white padding
+    batch[1, :, 14:18, 88:] = torch.where(torch.arange(88, 128) < 96, 0.0, 1.0)
+    return batch, [128, 96]
+
+
+@pytest.mark.parametrize("name", [*HANDWRITING, "all"])
+def test_handwriting_effects_are_deterministic_in_range_and_keep_padding_white(name):
+    batch, widths = word_batch()
+    cfg = dataclasses.replace(FULL, **(HANDWRITING if name == "all" else {name: HANDWRITING[name]}))
+    first = augment_batch(batch, widths, cfg, torch.Generator().manual_seed(3))
+    second = augment_batch(batch, widths, cfg, torch.Generator().manual_seed(3))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, augment_batch(batch, widths, cfg, torch.Generator().manual_seed(4)))
+    assert not torch.equal(first, augment_batch(batch, widths, FULL, torch.Generator().manual_seed(3)))
+    assert first.min() >= 0 and first.max() <= 1 and first.shape == batch.shape
+    for i, width in enumerate(widths):
+        assert first[i, :, :, width:].eq(1).all()
+
+
+def test_handwriting_effects_at_zero_leave_the_augmentation_stream_as_it_was():
+    """Off (the default), the effects draw nothing: the generator ends where it would without them, so
+    runs with old seeds see the same images."""
+    batch, widths = word_batch()
+    off = dataclasses.replace(FULL, baseline_wobble=0.0, ink_texture=0.0, paper_texture=0.0)
+    assert off == FULL
+    g_off, g_on = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    augment_batch(batch, widths, off, g_off)
+    augment_batch(batch, widths, dataclasses.replace(FULL, ink_texture=0.5), g_on)
+    assert not torch.equal(g_off.get_state(), g_on.get_state())  # on: one more draw ...
+    g_plain = torch.Generator().manual_seed(0)
+    augment_batch(batch, widths, FULL, g_plain)
+    assert torch.equal(g_off.get_state(), g_plain.get_state())  # ... off: none
+
+
+def test_baseline_wobble_moves_columns_up_and_down_within_the_amplitude():
+    batch, widths = bar_batch()
+    out = augment_batch(batch, widths, dataclasses.replace(STILL, baseline_wobble=4.0), torch.Generator().manual_seed(1))
+    ink = (0.9 - out[0, 0]).clamp_min(0)  # ink mass per pixel, paper = 0
+    rows = torch.arange(32, dtype=torch.float32).view(-1, 1)
+    centre = (ink * rows).sum(0) / ink.sum(0).clamp_min(1e-6)
+    bar = centre[8:120]
+    assert bar.max() - bar.min() > 0.5, "the bar should waver"
+    assert (bar - 15.5).abs().max() <= 4.0 + 0.1, "by at most the amplitude"
+    # A vertical shift keeps each column's ink (bilinear resampling of a bar well inside the image).
+    assert torch.allclose(ink.sum(0)[8:120], torch.full((112,), 4 * 0.9), atol=1e-3)
+
+
+def test_ink_texture_lightens_ink_only_and_paper_texture_darkens_paper():
+    batch, widths = bar_batch()
+    ink_out = augment_batch(batch, widths, dataclasses.replace(STILL, ink_texture=1.0), torch.Generator().manual_seed(2))
+    paper = batch == 0.9
+    assert torch.allclose(ink_out[paper], batch[paper], atol=1e-6), "paper stays"
+    stroke = batch == 0.0
+    assert (ink_out[stroke] >= 0).all() and ink_out[stroke].max() > 0.05, "strokes get lighter in places"
+
+    paper_out = augment_batch(batch, widths, dataclasses.replace(STILL, paper_texture=1.0),
+                              torch.Generator().manual_seed(2))
+    assert (paper_out <= batch + 1e-6).all(), "shading only darkens"
+    assert paper_out[paper].min() < 0.85, "the paper gets visibly shaded somewhere"
+    assert torch.allclose(paper_out[stroke], batch[stroke]), "black ink stays black"
+
+
+def test_handwriting_effects_at_zero_strength_are_the_identity():
+    batch, widths = word_batch()
+    cfg = dataclasses.replace(STILL, baseline_wobble=0.0, ink_texture=0.0, paper_texture=0.0)
+    assert (augment_batch(batch, widths, cfg, torch.Generator().manual_seed(0)) - batch).abs().max().item() < 1e-4
+
+
+@pytest.mark.gpu
+def test_handwriting_effects_on_cuda_are_deterministic():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    batch, widths = word_batch()
+    cfg = dataclasses.replace(FULL, **HANDWRITING)
+    first = augment_batch(batch.cuda(), widths, cfg, torch.Generator().manual_seed(5))
+    second = augment_batch(batch.cuda(), widths, cfg, torch.Generator().manual_seed(5))
+    assert torch.equal(first, second) and first.min() >= 0 and first.max() <= 1
+    for i, width in enumerate(widths):
+        assert first[i, :, :, width:].eq(1).all()

@@ -6,8 +6,10 @@ The path of an image, in order (DESIGN "the data path"):
    budget height, width a multiple of 32. Sizes that are multiples of 32 are left alone by Qwen's
    `smart_resize`, so what the model sees is exactly what the budget says.
 2. `images_to_batch` (CPU): one float tensor [B, 3, H, Wmax] in [0, 1], right-padded with white.
-3. `augment_batch` (on the accelerator, training only): kornia on the IMAGES, before normalisation.
-   Never augment `pixel_values`: those are flattened, normalised patches.
+3. `augment_batch` (on the accelerator, training only): kornia on the IMAGES, before normalisation
+   (scanner-like: affine, blur, contrast, noise; handwriting-like: slant, stroke width, elastic warp,
+   baseline wobble, ink and paper texture). Never augment `pixel_values`: those are flattened,
+   normalised patches.
 4. `patchify` (on the accelerator): normalise to [-1, 1] and lay the patches out exactly like
    `Qwen2VLImageProcessor` does (tested equal), giving `pixel_values` and `image_grid_thw`.
 
@@ -163,6 +165,18 @@ def images_to_batch(images: list[Image.Image]) -> tuple[torch.Tensor, list[int]]
 # One uniform per image for each random choice of `augment_batch`, drawn together in this order
 # (adding a name changes the stream: augmentations of old seeds are not reproduced across versions).
 _PARAMS = ("angle", "shear", "scale", "elastic", "stroke", "blur", "contrast", "brightness", "noise", "skip")
+# The handwriting-like effects draw their uniforms in a second call, made only when one of them is on:
+# with all three off the generator is used exactly as before they existed (old seeds reproduce).
+_HANDWRITING_PARAMS = ("wobble", "wobble_period", "wobble_phase", "ink", "paper")
+
+# Baseline wobble: one sine wave along x whose length is 2-6 line heights (a wavering line over a
+# word, not a ripple inside a letter).
+WOBBLE_PERIOD_HEIGHTS = (2.0, 6.0)
+# Ink blotches are about a tenth of the line height across (a third of a stroke's length at most);
+# paper shading varies over half a line height, with a quarter of its depth as per-pixel grain.
+INK_CELL_HEIGHTS = 0.1
+PAPER_CELL_HEIGHTS = 0.5
+PAPER_GRAIN = 0.25
 
 
 def _odd(value: float) -> int:
@@ -223,14 +237,44 @@ def _stroke_width(ink: torch.Tensor, radius: torch.Tensor, max_radius: int) -> t
     return out
 
 
+def _smooth_noise(b: int, height: int, width: int, cell: float, generator: torch.Generator,
+                  device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[B, 1, H, W] noise in [0, 1] that varies over about `cell` pixels: uniforms on a coarse grid,
+    bilinearly upsampled (a convex mix, so the range stays [0, 1] - no normalisation needed)."""
+    rows, cols = math.ceil(height / cell) + 1, math.ceil(width / cell) + 1
+    coarse = torch.rand(b, 1, rows, cols, generator=generator, device=device, dtype=dtype)
+    return torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def _baseline_wobble(ink: torch.Tensor, amplitude: torch.Tensor, period: torch.Tensor,
+                     phase: torch.Tensor) -> torch.Tensor:
+    """Shift every column of each image vertically by `amplitude * sin(2 pi x / period + phase)` pixels.
+
+    `amplitude`, `period` (pixels) and `phase` are [B]. Rows from beyond the top or bottom edge
+    repeat the edge row (paper, in a word crop). Columns keep their place, so padding stays padding.
+    """
+    b, _, height, width = ink.shape
+    x = torch.arange(width, device=ink.device, dtype=ink.dtype).view(1, 1, -1)
+    y = torch.arange(height, device=ink.device, dtype=ink.dtype).view(1, -1, 1)
+    shift = amplitude.view(-1, 1, 1) * torch.sin(2 * math.pi * x / period.view(-1, 1, 1) + phase.view(-1, 1, 1))
+    # grid_sample reads the source at normalised coordinates (align_corners: -1 and 1 are the edge pixels).
+    grid_x = (x * (2.0 / max(width - 1, 1)) - 1.0).expand(b, height, width)
+    grid_y = (y - shift) * (2.0 / max(height - 1, 1)) - 1.0
+    grid = torch.stack([grid_x, grid_y], dim=3)
+    return torch.nn.functional.grid_sample(ink, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
 def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
                   generator: torch.Generator) -> torch.Tensor:
     """Augment a batch of word images [B, 3, H, W] in [0, 1] on its own device (kornia); returns a new tensor.
 
     Each image is augmented with probability `cfg.probability`: an affine warp about its centre
-    (rotation, slant, zoom), an optional elastic wobble (`elastic_alpha`: rms displacement in
-    pixels), thinner/bolder strokes (`stroke_width`), Gaussian blur, contrast/brightness and
-    Gaussian noise, each drawn per image. Padding (columns past an image's width) stays white.
+    (rotation, slant, zoom), an optional wavering baseline (`baseline_wobble`: a sine wave of
+    vertical shifts along the word), an optional elastic wobble (`elastic_alpha`: rms displacement
+    in pixels), thinner/bolder strokes (`stroke_width`), optional uneven ink (`ink_texture`:
+    blotches that lighten strokes, never the paper), Gaussian blur, contrast/brightness, optional
+    paper shading and grain (`paper_texture`) and Gaussian noise, each drawn per image. Padding
+    (columns past an image's width) stays white.
     The result depends only on the batch, the config and the generator's state: the same seed
     gives the same images on the same device. Pass a CPU generator: per-image parameters are drawn
     on it (tiny), and the large noise fields come from a device generator seeded from it, so no
@@ -260,6 +304,10 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
     else:
         field_generator = torch.Generator(device=device).manual_seed(field_seed)
     width_t = torch.tensor(widths).to(device, non_blocking=True)
+    if cfg.baseline_wobble > 0 or cfg.ink_texture > 0 or cfg.paper_texture > 0:
+        extra = torch.rand(b, len(_HANDWRITING_PARAMS), generator=generator, device=generator.device)
+        extra = extra.to(device, dtype, non_blocking=True)
+        u.update({name: extra[:, i] for i, name in enumerate(_HANDWRITING_PARAMS)})
 
     # Work in ink space (0 = white, 1 = black): dilation then means bolder strokes. What a warp
     # brings in from outside an image (its padding, or beyond the batch edge) is that image's own
@@ -271,6 +319,11 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
     matrices = _affine_matrices(u["angle"], u["shear"], u["scale"], width_t, height, cfg)
     ink = kornia.geometry.transform.warp_affine(ink, matrices, (height, width), padding_mode="fill",
                                                 fill_value=paper)
+
+    if cfg.baseline_wobble > 0:
+        low, high = WOBBLE_PERIOD_HEIGHTS
+        ink = _baseline_wobble(ink, u["wobble"] * cfg.baseline_wobble,
+                               height * (low + (high - low) * u["wobble_period"]), 2 * math.pi * u["wobble_phase"])
 
     if cfg.elastic_alpha > 0:
         # Wobble on the scale of a quarter of the line height. Smoothing white noise U(-1, 1) with a
@@ -291,6 +344,11 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
         radius = (u["stroke"] * (2 * cfg.stroke_width + 1)).floor().long() - cfg.stroke_width
         ink = _stroke_width(ink, radius, cfg.stroke_width)
 
+    if cfg.ink_texture > 0:
+        # Only what is darker than the paper is thinned: the paper tone stays, the strokes get blotchy.
+        blotches = _smooth_noise(b, height, width, max(2.0, INK_CELL_HEIGHTS * height), field_generator, device, dtype)
+        ink = paper + (ink - paper) * (1 - u["ink"].view(-1, 1, 1, 1) * cfg.ink_texture * blotches)
+
     if cfg.blur_sigma > 0:
         # sigma stays on the host: kornia checks sigma > 0 where the tensor lives, which on the
         # device would be a sync point. ~1e-3 is a delta kernel, i.e. no blur.
@@ -303,6 +361,14 @@ def augment_batch(batch: torch.Tensor, widths: list[int], cfg: AugmentConfig,
         factor = (1 + (u["contrast"] * 2 - 1) * cfg.contrast).view(-1, 1, 1, 1)
         shift = ((u["brightness"] * 2 - 1) * cfg.contrast / 2).view(-1, 1, 1, 1)
         images = (images - 0.5) * factor + 0.5 + shift
+
+    if cfg.paper_texture > 0:
+        # Multiplicative, like uneven light or a stained sheet: the paper darkens, dark ink hardly changes.
+        shade = (1 - PAPER_GRAIN) * _smooth_noise(b, height, width, max(2.0, PAPER_CELL_HEIGHTS * height),
+                                                  field_generator, device, dtype)
+        shade = shade + PAPER_GRAIN * torch.rand(b, 1, height, width, generator=field_generator, device=device,
+                                                 dtype=dtype)
+        images = images * (1 - u["paper"].view(-1, 1, 1, 1) * cfg.paper_texture * shade)
 
     if cfg.noise_std > 0:
         std = (u["noise"] * cfg.noise_std).view(-1, 1, 1, 1)

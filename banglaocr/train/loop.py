@@ -14,7 +14,9 @@ One optimizer step:
    this makes the step's gradient the mean over ALL supervised tokens of the step). Gradient
    all-reduce only on the last micro-batch (`no_sync` before);
 3. clip, optimizer step (skipped and counted when the gradient is not finite; under fp16 the
-   GradScaler decides), scheduler step (the schedule counts optimizer steps), zero grads.
+   GradScaler decides), scheduler step (the schedule counts optimizer steps), zero grads;
+4. with a curriculum (`data.curriculum`, see `curriculum.py`): all-reduce the step's loss, update
+   the smoothed loss and, when the stage's rule says so, restart the data stream on the next stage.
 
 >>> from banglaocr.config import load_recipe
 >>> recipe = load_recipe("cpu_demo", ["train.max_steps=2", "data.synth.n=40"])
@@ -84,7 +86,7 @@ class RunState:
     """Everything that changes as training goes and must survive a restart (saved in checkpoints)."""
 
     step: int = 0
-    batches_consumed: int = 0
+    batches_consumed: int = 0  # global micro-batches drawn from the stream (with a curriculum: the stage's)
     nonfinite_steps: int = 0
     consecutive_nonfinite: int = 0
     skipped_samples: int = 0
@@ -95,6 +97,7 @@ class RunState:
     confusion: dict | None = None
     last_val_cer: float | None = None
     skipped_examples: list = field(default_factory=list)
+    curriculum: dict | None = None  # CurriculumState.as_dict() while data.curriculum is set
 
 
 class StopSignal:
@@ -199,6 +202,8 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     from banglaocr.train import checkpoint as ckpt
     from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages
     from banglaocr.train.confusion import ConfusionStats, char_weights
+    from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_augment, should_advance,
+                                            stage_indices, stage_seed)
     from banglaocr.train.optim import build_optimizer
     from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
     from banglaocr.train.schedule import build_scheduler
@@ -300,18 +305,46 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
 
     # ---- data stream of this process
     train_records = splits.train
-    stream = BatchStream(lengths=[len(r.text) for r in train_records], batch_size=cfg.batch_size,
-                         seed=cfg.seed, group_by_length=cfg.group_by_length, rank=rank, world_size=world)
-    loader = torch.utils.data.DataLoader(
-        WordImages(train_records, recipe.data.image),
-        batch_sampler=stream.iterate(state.batches_consumed),
-        collate_fn=SkippingCollator(Collator(tokenizer, recipe.data.prompt, train=True)),
-        num_workers=recipe.data.num_workers, pin_memory=torch.cuda.is_available(),
-        # Its own generator: creating the iterator draws a worker base seed, which would otherwise come
-        # from the global torch RNG that dropout uses - right after a resume restored it (not exact).
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    batches = iter(loader)
+    # Curriculum (data.curriculum): each stage streams ITS samples with its own seed from micro-batch 0
+    # (state.batches_consumed counts within the stage), so the data after a stage change depends on the
+    # stage alone and a checkpoint (stage + batches consumed) resumes exactly. Every stage's selection
+    # is made now: a stage that selects nothing fails here, not hours into the run.
+    stages = recipe.data.curriculum
+    if stages is not None:
+        stage_subsets = [stage_indices(train_records, stage, index) for index, stage in enumerate(stages)]
+        curriculum = CurriculumState.from_dict(state.curriculum, stages)
+        state.curriculum = curriculum.as_dict()
+        say(describe_stage(stages[curriculum.stage], curriculum.stage, len(stages),
+                           len(stage_subsets[curriculum.stage])))
+
+    def open_stream():
+        """This process's micro-batches from `state.batches_consumed` on (of the current stage's samples)."""
+        if stages is None:
+            records, seed = train_records, cfg.seed
+        else:
+            records = [train_records[i] for i in stage_subsets[curriculum.stage]]
+            seed = stage_seed(cfg.seed, curriculum.stage)
+        stream = BatchStream(lengths=[len(r.text) for r in records], batch_size=cfg.batch_size,
+                             seed=seed, group_by_length=cfg.group_by_length, rank=rank, world_size=world)
+        loader = torch.utils.data.DataLoader(
+            WordImages(records, recipe.data.image),
+            batch_sampler=stream.iterate(state.batches_consumed),
+            collate_fn=SkippingCollator(Collator(tokenizer, recipe.data.prompt, train=True)),
+            num_workers=recipe.data.num_workers, pin_memory=torch.cuda.is_available(),
+            # Its own generator: creating the iterator draws a worker base seed, which would otherwise come
+            # from the global torch RNG that dropout uses - right after a resume restored it (not exact).
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return iter(loader)
+
+    def stage_augment():
+        """The augmentation of the current stage (`augment` itself without a curriculum)."""
+        if stages is None:
+            return recipe.augment
+        return scaled_augment(recipe.augment, stages[curriculum.stage].augment_strength)
+
+    batches = open_stream()
+    augment_cfg = stage_augment()
 
     # ---- evaluation by generation (sharded over processes, gathered on all)
     def evaluate(records, max_samples=None) -> tuple[dict, list[dict]]:
@@ -427,7 +460,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
                 sync = contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(wrapper)
                 with sync:
                     with accelerator.autocast():
-                        inputs = finish_batch_on_device(batch, device, recipe.augment, augment_generator)
+                        inputs = finish_batch_on_device(batch, device, augment_cfg, augment_generator)
                         labels = batch["labels"].to(device, non_blocking=True)
                         token_weights = _batch_token_weights(batch, char_weight_table) if use_confusion else None
                         if token_weights is not None:
@@ -467,6 +500,29 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
             window_loss += step_loss
             window_tokens += step_tokens
 
+            # ---- curriculum: smoothed loss and stage change, the same on every process
+            stage_row = {}
+            if stages is not None:
+                # The step's mean token loss over ALL processes (one scalar all-reduce per step, only with a
+                # curriculum): every process sees the same numbers, so all change stage at the same step.
+                # Per step rather than per log window: the decision depends neither on train.log_steps nor
+                # on where a resumed run's first log window starts, and the state is whole at every step.
+                # Reading it waits for the step to finish on the device, as the next step's flag reduce would.
+                total_step = accelerator.reduce(step_loss.clone(), reduction="sum") if world > 1 else step_loss
+                curriculum = curriculum.after_step(float(total_step) / step_tokens)
+                stage_row = {"curriculum_stage": curriculum.stage, "curriculum_loss": curriculum.loss_ema}
+                if should_advance(stages, curriculum):
+                    smoothed = f"{curriculum.loss_ema:.4f}" if curriculum.loss_ema is not None else "-"
+                    say(f"step {state.step}: curriculum stage [{curriculum.stage}] done after {curriculum.steps} "
+                        f"steps (smoothed loss {smoothed})")
+                    curriculum = curriculum.advanced()
+                    state.batches_consumed = 0
+                    batches = open_stream()
+                    augment_cfg = stage_augment()
+                    say(describe_stage(stages[curriculum.stage], curriculum.stage, len(stages),
+                                       len(stage_subsets[curriculum.stage])))
+                state.curriculum = curriculum.as_dict()  # before any checkpoint of this step
+
             # ---- log
             if cfg.log_steps and state.step % cfg.log_steps == 0 or state.step == cfg.max_steps:
                 total_loss = accelerator.reduce(window_loss.clone(), reduction="sum") if world > 1 else window_loss
@@ -474,7 +530,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
                 last_loss = float(total_loss) / max(window_tokens, 1.0)
                 speed = window_samples / max(elapsed, 1e-9)
                 row = {"step": state.step, "loss": last_loss, "lr": step_lr,
-                       "samples_per_s": speed, "elapsed_s": time.perf_counter() - run_start}
+                       "samples_per_s": speed, "elapsed_s": time.perf_counter() - run_start, **stage_row}
                 log_row(row)
                 progress.update(task, loss=f"{last_loss:.4f}", lr=f"{row['lr']:.2e}", speed=f"{speed:.1f}")
                 state.samples_seen += window_samples
