@@ -42,10 +42,8 @@ def real_2b_config(ids: dict[str, int]):
     >>> config.text_config.num_hidden_layers, config.vision_config.depth, config.text_config.vocab_size
     (28, 24, 151936)
     """
-    from transformers import Qwen3VLConfig
-
-    return Qwen3VLConfig(
-        text_config={
+    return factory.qwen3_vl_config(
+        text={
             "vocab_size": REAL_2B_VOCAB,
             "hidden_size": 2048,
             "intermediate_size": 6144,
@@ -59,12 +57,8 @@ def real_2b_config(ids: dict[str, int]):
             "attention_bias": False,
             "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0,
                                 "mrope_section": [24, 20, 20], "mrope_interleaved": True},
-            "bos_token_id": ids["pad"],
-            "eos_token_id": ids["im_end"],
-            "pad_token_id": ids["pad"],
-            "tie_word_embeddings": True,
         },
-        vision_config={
+        vision={
             "depth": 24,
             "hidden_size": 1024,
             "intermediate_size": 4096,
@@ -73,15 +67,8 @@ def real_2b_config(ids: dict[str, int]):
             "out_hidden_size": 2048,
             "num_position_embeddings": 2304,
             "deepstack_visual_indexes": [5, 11, 17],
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
         },
-        image_token_id=ids["image_pad"],
-        video_token_id=ids["video_pad"],
-        vision_start_token_id=ids["vision_start"],
-        vision_end_token_id=ids["vision_end"],
-        tie_word_embeddings=True,
+        ids=ids,
     )
 
 

@@ -84,6 +84,28 @@ class LoadedModel:
 # --------------------------------------------------------------------------- configs and dtypes
 
 
+def qwen3_vl_config(text: dict, vision: dict, ids: dict[str, int]) -> Any:
+    """A `Qwen3VLConfig` from text / vision sizes plus what every Qwen3-VL shares: 16-pixel patches
+    merged 2x2 over 2 frames, tied embeddings, and the special token ids (`special_token_ids`).
+
+    >>> ids = {"pad": 0, "im_end": 2, "image_pad": 12, "video_pad": 13, "vision_start": 9, "vision_end": 10}
+    >>> qwen3_vl_config({"vocab_size": 64}, {"depth": 1}, ids).image_token_id
+    12
+    """
+    from transformers import Qwen3VLConfig
+
+    return Qwen3VLConfig(
+        text_config={**text, "bos_token_id": ids["pad"], "eos_token_id": ids["im_end"], "pad_token_id": ids["pad"],
+                     "tie_word_embeddings": True},
+        vision_config={**vision, "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        image_token_id=ids["image_pad"],
+        video_token_id=ids["video_pad"],
+        vision_start_token_id=ids["vision_start"],
+        vision_end_token_id=ids["vision_end"],
+        tie_word_embeddings=True,
+    )
+
+
 def tiny_model_config(spec: TinyModelSpec, tokenizer) -> Any:
     """A small Qwen3-VL config whose vocabulary and special token ids come from `tokenizer`.
 
@@ -97,8 +119,6 @@ def tiny_model_config(spec: TinyModelSpec, tokenizer) -> Any:
     >>> config.text_config.rope_parameters["mrope_section"], config.vision_config.deepstack_visual_indexes
     ([6, 5, 5], [0, 1, 2])
     """
-    from transformers import Qwen3VLConfig
-
     ids = special_token_ids(tokenizer)
     head_dim = spec.hidden_size // spec.num_heads
     half = head_dim // 2
@@ -112,8 +132,8 @@ def tiny_model_config(spec: TinyModelSpec, tokenizer) -> Any:
         indexes = list(range(count))
     # Position embeddings are interpolated over a square grid; 16x16 suffices for word crops.
     grid_side = 16
-    return Qwen3VLConfig(
-        text_config={
+    return qwen3_vl_config(
+        text={
             "vocab_size": len(tokenizer),
             "hidden_size": spec.hidden_size,
             "intermediate_size": spec.intermediate_size,
@@ -124,12 +144,8 @@ def tiny_model_config(spec: TinyModelSpec, tokenizer) -> Any:
             "max_position_embeddings": 32768,
             "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0,
                                 "mrope_section": mrope_section, "mrope_interleaved": True},
-            "bos_token_id": ids["pad"],
-            "eos_token_id": ids["im_end"],
-            "pad_token_id": ids["pad"],
-            "tie_word_embeddings": True,
         },
-        vision_config={
+        vision={
             "depth": spec.vision_depth,
             "hidden_size": spec.vision_hidden_size,
             "intermediate_size": spec.vision_intermediate_size,
@@ -137,15 +153,8 @@ def tiny_model_config(spec: TinyModelSpec, tokenizer) -> Any:
             "out_hidden_size": spec.hidden_size,
             "num_position_embeddings": grid_side * grid_side,
             "deepstack_visual_indexes": indexes,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
         },
-        image_token_id=ids["image_pad"],
-        video_token_id=ids["video_pad"],
-        vision_start_token_id=ids["vision_start"],
-        vision_end_token_id=ids["vision_end"],
-        tie_word_embeddings=True,
+        ids=ids,
     )
 
 
