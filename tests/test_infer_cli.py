@@ -312,3 +312,20 @@ def test_eval_user_errors_are_one_line_exit_2(run_dir, dataset_dir, tmp_path):
         assert result.output.strip().count("\n") == 0 and "Traceback" not in result.output
     missing = invoke("eval", "--model", str(tmp_path / "no-such-model"), "--dataset", str(dataset_dir))
     assert "model folder not found" in missing.output
+
+
+def test_eval_classes_filter_with_dataset(run_dir, dataset_dir, tmp_path):
+    """--classes keeps only those classes of a --dataset (as a recipe's data.classes does)."""
+    train_rows = [json.loads(line) for line in (dataset_dir / "train" / "metadata.jsonl").read_text(
+        encoding="utf-8").splitlines()][:6]
+    manifest = tmp_path / "classes.jsonl"
+    manifest.write_text("".join(json.dumps({"image": str(dataset_dir / "train" / row["file_name"]),
+                                            "text": row["text"], "class": "word" if i % 3 else "char"},
+                                           ensure_ascii=False) + "\n" for i, row in enumerate(train_rows)),
+                        encoding="utf-8")
+    result = invoke("eval", "--model", str(run_dir), "--dataset", str(manifest), "--classes", "word",
+                    "--split", "all", "--out", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 4
+    result = invoke("eval", "--model", str(run_dir), "--recipe", str(run_dir / "recipe.yaml"), "--classes", "word")
+    assert result.exit_code == 2 and "--classes goes with --dataset" in result.output

@@ -216,3 +216,15 @@ def test_corrupted_images_are_skipped_counted_once_and_the_run_completes(tmp_pat
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 9 and summary["skipped"]["total"] == 3
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_not_silently_reused(tmp_path):
+    """Only metrics.jsonl exists (killed before any checkpoint): a fresh run refuses, --resume auto starts over."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 5.0, "lr": 0.001}\n', encoding="utf-8")
+    result = invoke_train(out, "train.max_steps=2")
+    assert result.exit_code == 2 and "already holds a training run" in result.output
+    result = invoke_train(out, "train.max_steps=2", options=("--resume", "auto"))
+    assert result.exit_code == 0, result.output
+    assert [row["step"] for row in helpers.log_rows(out)] == [1, 2]

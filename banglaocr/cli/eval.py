@@ -45,7 +45,7 @@ def default_out_dir(model: str, adapter: str | None, split: str) -> Path:
     return Path(name)
 
 
-def _data_config(dataset: str | None, recipe: Path | None):
+def _data_config(dataset: str | None, recipe: Path | None, classes: list[str] | None = None):
     """The data section to evaluate on, and (for --recipe) the recipe's eval section."""
     from banglaocr.errors import UserError
 
@@ -54,7 +54,10 @@ def _data_config(dataset: str | None, recipe: Path | None):
     if dataset is not None:
         from banglaocr.config import DataConfig
 
-        return DataConfig(source=dataset), None
+        # The same class filter as the training recipe gives the same seeded test split it held out.
+        return DataConfig(source=dataset, classes=classes or None), None
+    if classes:
+        raise UserError("--classes goes with --dataset (a recipe names its own data.classes)")
     from banglaocr.config import load_recipe, resolve_recipe_path
     from banglaocr.data.sources import resolve_source, synth_dir
 
@@ -122,6 +125,11 @@ def eval_command(
         str | None, typer.Option("--dataset", "-d", help="Data set: local folder, manifest or hub id.")
     ] = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
+    classes: Annotated[
+        list[str] | None,
+        typer.Option("--classes", help="With --dataset: keep only these classes (repeat the option), as the "
+                                       "training recipe's data.classes did, so the seeded split is the same."),
+    ] = None,
     recipe: RecipeOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder (default: eval-<split> in the model folder).")
@@ -142,14 +150,14 @@ def eval_command(
     """Evaluate a model on a labelled split by real generation: CER, WER, grapheme error rate, exact match.
 
     Example: banglaocr eval --model runs/cpu_demo --recipe runs/cpu_demo/recipe.yaml
-    Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle/best --dataset swapnillo/BN-HTR-Handwritten-Dataset
+    Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle/best --dataset swapnillo/BN-HTR-Handwritten-Dataset --classes word
     """
     with user_errors():
         from banglaocr.data.sources import load_splits
         from banglaocr.errors import UserError
         from banglaocr.infer import resolve_model
 
-        data_cfg, eval_cfg = _data_config(dataset, recipe)
+        data_cfg, eval_cfg = _data_config(dataset, recipe, classes)
         splits = load_splits(data_cfg)
         records = _records(splits, split)[:max_samples]
         if not records:

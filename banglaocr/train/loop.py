@@ -145,8 +145,10 @@ def _tensorboard_available() -> bool:
 def _check_output_dir(output_dir: Path, resuming: bool) -> None:
     if resuming:
         return
+    # metrics.jsonl too: a run stopped before its first checkpoint still left its log, which a fresh run
+    # would silently delete.
     if (output_dir / "checkpoints").is_dir() and any((output_dir / "checkpoints").iterdir()) or \
-            (output_dir / "final").exists():
+            (output_dir / "final").exists() or (output_dir / "metrics.jsonl").exists():
         raise UserError(f"{output_dir} already holds a training run; continue it with --resume auto, "
                         "or choose another --output-dir")
 
