@@ -179,11 +179,15 @@ class SynthConfig:
     """Rendering seed."""
     holdout_font: str | None = None
     """A font (file stem) rendered only into val/test, to measure generalisation to an unseen style."""
+    short_fraction: float = 0.0
+    """Fraction of samples that show a single letter or a consonant with a vowel sign instead of a word
+    (short items for a curriculum's first stage)."""
     dir: str | None = None
     """Where the images are written; default: `synth-<n>-<seed>[-<holdout>]` inside the output folder."""
 
     def __post_init__(self) -> None:
         _check(self.n >= 10, "n", "must be >= 10")
+        _check(0.0 <= self.short_fraction <= 1.0, "short_fraction", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -195,3 +195,38 @@ def test_loads_as_an_imagefolder_data_set(dataset, tmp_path):
     loaded = datasets.load_dataset("imagefolder", data_dir=str(dataset), cache_dir=str(tmp_path / "cache"))
     assert {name: len(part) for name, part in loaded.items()} == {"train": 32, "validation": 4, "test": 4}
     assert set(loaded["train"].column_names) == {"image", "text", "font"}
+
+
+def test_short_items_replace_a_fraction_of_words_deterministically(tmp_path):
+    """short_fraction > 0: about that share of samples are short items; same seed, same files; holdout kept."""
+    from banglaocr.data.synth import short_items, write_synthetic_dataset
+
+    shorts = set(short_items())
+    first = write_synthetic_dataset(tmp_path / "a", n=200, seed=3, holdout_font="Lohit-Bengali", short_fraction=0.5)
+    again = write_synthetic_dataset(tmp_path / "b", n=200, seed=3, holdout_font="Lohit-Bengali", short_fraction=0.5)
+    assert first["short_fraction"] == 0.5
+    rows = []
+    for split in ("train", "val", "test"):
+        a = (tmp_path / "a" / split / "metadata.jsonl").read_text(encoding="utf-8")
+        assert a == (tmp_path / "b" / split / "metadata.jsonl").read_text(encoding="utf-8")
+        rows += [(split, json.loads(line)) for line in a.splitlines()]
+    share = sum(row["text"] in shorts for _, row in rows) / len(rows)
+    assert 0.35 < share < 0.65
+    assert all(row["font"] != "Lohit-Bengali" for split, row in rows if split == "train")
+    assert again["splits"] == first["splits"]
+
+
+def test_short_fraction_zero_keeps_the_word_plan(tmp_path):
+    """The short-item draw has a stream of its own: with 0 nothing changes, with > 0 the other samples keep
+    their words."""
+    from banglaocr.data.synth import short_items, write_synthetic_dataset
+
+    shorts = set(short_items())
+    write_synthetic_dataset(tmp_path / "plain", n=60, seed=4)
+    write_synthetic_dataset(tmp_path / "short", n=60, seed=4, short_fraction=0.3)
+    plain = [json.loads(line) for line in (tmp_path / "plain" / "train" / "metadata.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    short = [json.loads(line) for line in (tmp_path / "short" / "train" / "metadata.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    kept = [(p, s) for p, s in zip(plain, short) if s["text"] not in shorts]
+    assert kept and all(p["text"] == s["text"] and p["font"] == s["font"] for p, s in kept)

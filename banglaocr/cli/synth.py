@@ -38,6 +38,11 @@ def synth(
             "--holdout-font", metavar="NAME", help="Font (file name without extension) used only in val/test."
         ),
     ] = None,
+    short_fraction: Annotated[
+        float,
+        typer.Option("--short-fraction", min=0.0, max=1.0,
+                     help="Fraction of samples showing a single letter or a consonant + vowel sign instead of a word."),
+    ] = 0.0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier synth output in --out.")
     ] = False,
@@ -56,7 +61,8 @@ def synth(
 
     with user_errors():
         result = write_synthetic_dataset(
-            out, n=n, seed=seed, fonts_dir=fonts, words_file=words, holdout_font=holdout_font, overwrite=overwrite
+            out, n=n, seed=seed, fonts_dir=fonts, words_file=words, holdout_font=holdout_font, overwrite=overwrite,
+            short_fraction=short_fraction,
         )
 
     table = Table(title=f"synthetic word images in {result['out_dir']}")

@@ -421,10 +421,14 @@ def resolve_source(cfg: DataConfig, work_dir: Path) -> DataConfig:
     marker = folder / "synth.json"
     if marker.is_file():
         recorded = json.loads(marker.read_text(encoding="utf-8"))
-        wanted = {"n": cfg.synth.n, "seed": cfg.synth.seed, "holdout_font": cfg.synth.holdout_font}
-        if any(recorded.get(key) != value for key, value in wanted.items()):
+        wanted = {"n": cfg.synth.n, "seed": cfg.synth.seed, "holdout_font": cfg.synth.holdout_font,
+                  "short_fraction": cfg.synth.short_fraction}
+        # (folders rendered before short items existed record none: that means 0)
+        if any(recorded.get(key, 0.0 if key == "short_fraction" else None) != value
+               for key, value in wanted.items()):
             raise UserError(f"{folder} holds synthetic data rendered with other settings; "
                             "delete it or set data.synth.dir elsewhere")
     else:
-        write_synthetic_dataset(folder, n=cfg.synth.n, seed=cfg.synth.seed, holdout_font=cfg.synth.holdout_font)
+        write_synthetic_dataset(folder, n=cfg.synth.n, seed=cfg.synth.seed, holdout_font=cfg.synth.holdout_font,
+                                short_fraction=cfg.synth.short_fraction)
     return dataclasses.replace(cfg, source=str(folder))
