@@ -16,3 +16,13 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors.
+
+    >>> first_line(OSError("offline\\nlong details")), first_line(ValueError())
+    ('offline', 'ValueError')
+    """
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

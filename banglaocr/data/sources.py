@@ -29,6 +29,7 @@ Accepted sources (`data.source`):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -42,7 +43,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from banglaocr.config import DataConfig
-from banglaocr.errors import UserError
+from banglaocr.errors import UserError, first_line
 from banglaocr.text import normalize
 
 VAL_SPLIT_NAMES = ("val", "validation", "valid", "dev")
@@ -141,57 +142,53 @@ def open_image(record_or_image: Record | Any) -> Image.Image:
     ...
     banglaocr.data.sources.UnreadableImage: empty image data
     """
-    source = record_or_image.image if isinstance(record_or_image, Record) else record_or_image
-    if isinstance(source, Image.Image):
-        return source.convert("RGB")
-    if isinstance(source, HubImage):
-        source = source.dataset[source.row][source.column]
-    if isinstance(source, dict):  # datasets' undecoded Image cell: {"bytes": ..., "path": ...}
-        source = source.get("bytes") or source.get("path")
-    if source is None:
-        raise UnreadableImage("no image")
-    try:
-        if isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise UnreadableImage("empty image data")
-            image = Image.open(io.BytesIO(source))
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise UnreadableImage(f"no such file: {path}")
-            if path.stat().st_size == 0:
-                raise UnreadableImage("empty file")
-            image = Image.open(path)
+    image = _open_lazily(record_or_image)
+    with _as_unreadable():
         image.load()  # decode now: truncated files fail here, not later inside a batch
         return image.convert("RGB")
+
+
+def image_size(record: Record) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding pixels where possible."""
+    if isinstance(record.image, Image.Image):
+        return record.image.size
+    with _as_unreadable(), _open_lazily(record) as image:  # closes the file this opened
+        return image.size
+
+
+@contextlib.contextmanager
+def _as_unreadable():
+    """Turn whatever Pillow raises for a bad image into `UnreadableImage` with the reason."""
+    try:
+        yield
     except UnreadableImage:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
         raise UnreadableImage(f"not a readable image ({type(err).__name__}: {err})") from None
 
 
-def image_size(record: Record) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding pixels where possible."""
-    source = record.image
+def _open_lazily(record_or_image: Record | Any) -> Image.Image:
+    """A record's image opened (header read, pixels not yet decoded); `UnreadableImage` when it cannot be."""
+    source = record_or_image.image if isinstance(record_or_image, Record) else record_or_image
+    if isinstance(source, Image.Image):
+        return source
     if isinstance(source, HubImage):
         source = source.dataset[source.row][source.column]
-    if isinstance(source, dict):
+    if isinstance(source, dict):  # datasets' undecoded Image cell: {"bytes": ..., "path": ...}
         source = source.get("bytes") or source.get("path")
-    if isinstance(source, Image.Image):
-        return source.size
-    try:
+    if source is None:
+        raise UnreadableImage("no image")
+    with _as_unreadable():
         if isinstance(source, (bytes, bytearray)):
             if not source:
                 raise UnreadableImage("empty image data")
-            with Image.open(io.BytesIO(source)) as image:
-                return image.size
-        with Image.open(source) as image:
-            return image.size
-    except UnreadableImage:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
-        raise UnreadableImage(f"not a readable image ({type(err).__name__})") from None
-
+            return Image.open(io.BytesIO(source))
+        path = Path(source)
+        if not path.is_file():
+            raise UnreadableImage(f"no such file: {path}")
+        if path.stat().st_size == 0:
+            raise UnreadableImage("empty file")
+        return Image.open(path)
 
 # --------------------------------------------------------------------------- reading rows
 
@@ -303,8 +300,7 @@ def _load_with_datasets(source: str, cfg: DataConfig, skipped: SkipReport,
         else:
             loaded = datasets.load_dataset(source, cfg.config_name)
     except (FileNotFoundError, ConnectionError, OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load data set '{source}': {first_line} "
+        raise UserError(f"cannot load data set '{source}': {first_line(err)} "
                         "(offline? use a local folder, or set HF_HUB_OFFLINE=1 with a cached copy)") from None
     if isinstance(loaded, datasets.Dataset):
         loaded = {"train": loaded}

@@ -54,7 +54,7 @@ from typing import Any
 import torch
 
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
-from banglaocr.errors import UserError
+from banglaocr.errors import UserError, first_line
 from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
 
 # Name of the tiny base's folder inside an adapter folder (and its `base_model_name_or_path`).
@@ -294,8 +294,7 @@ def _load_pretrained(model_cfg: ModelConfig, name: str, dtype: torch.dtype, devi
     try:
         return AutoModelForImageTextToText.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:  # HFValidationError is a ValueError
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load model '{name}': {first_line} ({_offline_hint()})") from None
+        raise UserError(f"cannot load model '{name}': {first_line(err)} ({_offline_hint()})") from None
     except ImportError as err:
         raise UserError(f"cannot load model '{name}': {err}") from None
 
@@ -340,8 +339,7 @@ def _load_tokenizer(model_cfg: ModelConfig, name: str):
         tokenizer = AutoTokenizer.from_pretrained(
             name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load the tokenizer of '{name}': {first_line} ({_offline_hint()})") from None
+        raise UserError(f"cannot load the tokenizer of '{name}': {first_line(err)} ({_offline_hint()})") from None
     try:
         special_token_ids(tokenizer)
     except ValueError as err:

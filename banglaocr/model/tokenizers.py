@@ -280,13 +280,12 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         return build_char_tokenizer()
     from transformers import AutoTokenizer
 
-    from banglaocr.errors import UserError
+    from banglaocr.errors import UserError, first_line
 
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load tokenizer '{name}': {first_line} "
+        raise UserError(f"cannot load tokenizer '{name}': {first_line(err)} "
                         "(offline? use 'qwen' for the real Qwen vocabulary without the hub)") from None
 
 
