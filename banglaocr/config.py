@@ -182,12 +182,18 @@ class SynthConfig:
     short_fraction: float = 0.0
     """Fraction of samples that show a single letter or a consonant with a vowel sign instead of a word
     (short items for a curriculum's first stage)."""
+    fonts: list[str] | None = None
+    """Render in these fonts only (file stems, e.g. `[Galada-Regular]`); null = every font."""
+    clean: bool = False
+    """Black ink on white paper without the scanner's flaws (tilt, blur, noise, JPEG)."""
     dir: str | None = None
     """Where the images are written; default: `synth-<n>-<seed>[-<holdout>]` inside the output folder."""
 
     def __post_init__(self) -> None:
         _check(self.n >= 10, "n", "must be >= 10")
         _check(0.0 <= self.short_fraction <= 1.0, "short_fraction", "must be in [0, 1]")
+        _check(self.fonts is None or (len(self.fonts) > 0 and all(name.strip() for name in self.fonts)),
+               "fonts", "must list at least one font name, or be null")
 
 
 @dataclass(frozen=True)
@@ -443,6 +449,9 @@ class EvalConfig:
     """Beam width (1 = greedy)."""
     max_samples: int | None = None
     """Evaluate at most this many validation samples during training (null = all)."""
+    before_training: bool = False
+    """Also evaluate the starting model before the first step (the "before" of a fine-tune: step 0 in
+    metrics.jsonl, `val_cer_before` in summary.json next to `val_cer_after`)."""
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, "batch_size", "must be > 0")

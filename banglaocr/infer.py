@@ -34,6 +34,7 @@ from banglaocr.config import DataConfig, ImageConfig, ModelConfig
 from banglaocr.data.collate import Collator, finish_batch_on_device
 from banglaocr.data.pixels import budget_width, resize_to_budget
 from banglaocr.errors import UserError
+from banglaocr.model.shipped import shipped_model
 from banglaocr.model.tokenizers import special_token_ids
 from banglaocr.text import normalize
 
@@ -176,12 +177,12 @@ def resolve_model(model: str) -> str:
     """Where `model` loads from: a model folder's path, or a hub id unchanged.
 
     Rules, in order (`UserError` with the reason when none applies):
+    0. a shipped model's name (`tiny`) is its folder inside the package (`./tiny` is a local path);
     1. a folder with `config.json` (full or merged model) or `adapter_config.json` (adapter) is itself;
     2. a training output folder (`recipe.yaml` next to `best/` or `final/`) means its `best/`,
        else its `final/`;
     3. a checkpoint folder (`checkpoints/step-N`) means its `model/`;
     4. anything that is not a local path is a hub id (e.g. `Qwen/Qwen3-VL-2B-Instruct`).
-    Shipped model names are one more rule in front of these.
 
     >>> resolve_model("Qwen/Qwen3-VL-2B-Instruct")
     'Qwen/Qwen3-VL-2B-Instruct'
@@ -190,6 +191,9 @@ def resolve_model(model: str) -> str:
     ...
     banglaocr.errors.UserError: model folder not found: ./no/such/run
     """
+    shipped = shipped_model(model)
+    if shipped is not None:
+        return str(shipped)
     path = Path(model).expanduser()
     if path.is_dir():
         if _is_model_folder(path):

@@ -187,7 +187,7 @@ def recipe_differences(recipe: Recipe) -> list[tuple[str, Any]]:
     """(dotted key, value) of every setting of `recipe` that differs from the schema's default.
 
     >>> recipe_differences(config.load_recipe("cpu_demo"))[:2]
-    [('model.name_or_path', 'tiny-qwen3-vl'), ('model.init', 'tiny')]
+    [('model.name_or_path', 'tiny'), ('model.dtype', 'float32')]
     """
     mine = config.recipe_to_dict(recipe)
     # The two required keys have no default: build the defaults around this recipe's values.

@@ -52,3 +52,12 @@ def test_missing_fonts_folder_is_a_user_error(tmp_path):
     result = runner.invoke(app, ["synth", "--out", str(tmp_path / "o"), "--fonts", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "no such folder" in result.output and "Traceback" not in result.output
+
+
+def test_font_and_clean_options(tmp_path):
+    out = tmp_path / "clean"
+    result = runner.invoke(app, ["synth", "--out", str(out), "--n", "10", "--font", "Galada-Regular",
+                                 "--font", "Mina-Bold", "--clean"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    assert info["clean"] is True and sorted(info["fonts"]) == ["Galada-Regular", "Mina-Bold"]

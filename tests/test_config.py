@@ -125,7 +125,8 @@ def test_every_shipped_recipe_is_valid(path):
 
 
 def test_recipe_by_name_and_unknown_name():
-    assert load_recipe("cpu_demo").model.init == "tiny"
+    demo = load_recipe("cpu_demo")
+    assert (demo.model.name_or_path, demo.model.init) == ("tiny", "pretrained")
     with pytest.raises(UserError, match="recipe not found"):
         load_recipe("no_such_recipe")
 

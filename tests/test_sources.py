@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -173,3 +174,19 @@ def test_synth_source_is_rendered_once_then_reused(tmp_path):
     assert (tmp_path / "synth-20-5" / "synth.json").stat().st_mtime_ns == marker
     splits = load_splits(resolved)
     assert len(splits.train) == 16 and len(splits.val) == 2 and len(splits.test) == 2
+
+
+def test_synth_source_with_other_fonts_or_clean_is_not_reused(tmp_path):
+    from banglaocr.config import SynthConfig
+
+    chosen = DataConfig(source="synth", synth=SynthConfig(n=10, seed=5, fonts=["Mina-Bold", "Lohit-Bengali"]))
+    resolved = resolve_source(chosen, tmp_path)
+    rows = (Path(resolved.source) / "train" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+    assert {json.loads(row)["font"] for row in rows} == {"Mina-Bold", "Lohit-Bengali"}
+    # the same fonts in another order: the same data set
+    reordered = DataConfig(source="synth", synth=SynthConfig(n=10, seed=5, fonts=["Lohit-Bengali", "Mina-Bold"]))
+    assert resolve_source(reordered, tmp_path).source == resolved.source
+    for other in (SynthConfig(n=10, seed=5), SynthConfig(n=10, seed=5, fonts=["Mina-Bold"]),
+                  SynthConfig(n=10, seed=5, fonts=["Mina-Bold", "Lohit-Bengali"], clean=True)):
+        with pytest.raises(UserError, match="rendered with other settings"):
+            resolve_source(DataConfig(source="synth", synth=other), tmp_path)

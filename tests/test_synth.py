@@ -230,3 +230,36 @@ def test_short_fraction_zero_keeps_the_word_plan(tmp_path):
         encoding="utf-8").splitlines()]
     kept = [(p, s) for p, s in zip(plain, short) if s["text"] not in shorts]
     assert kept and all(p["text"] == s["text"] and p["font"] == s["font"] for p, s in kept)
+
+
+def test_clean_render_is_black_on_white_without_flaws():
+    font = next(p for p in bundled_fonts() if font_name(p) == "NotoSansBengali-Regular")
+    clean = np.asarray(render_word("বাংলা", font, np.random.default_rng(0), clean=True))
+    degraded = np.asarray(render_word("বাংলা", font, np.random.default_rng(0)))
+    # White paper to the edge (no tilt fill, noise or JPEG), black ink at the darkest, grey only at edges.
+    border = np.concatenate([clean[0], clean[-1], clean[:, 0], clean[:, -1]])
+    assert (border == 255).all()
+    assert clean.min() == 0 and set(np.unique(clean[..., 0] - clean[..., 2])) == {0}
+    assert not (np.concatenate([degraded[0], degraded[-1]]) == 255).all()
+
+
+def test_only_fonts_and_clean_are_recorded_and_restrict_the_fonts(tmp_path):
+    out = tmp_path / "galada"
+    counts = write_synthetic_dataset(out, n=20, seed=0, only_fonts=["Galada-Regular"], clean=True, workers=1)
+    assert set(counts["fonts"]) == {"Galada-Regular"}
+    assert {row["font"] for split in SPLITS for row in read_split(out, split)} == {"Galada-Regular"}
+    info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    assert info["fonts_used"] == ["Galada-Regular"] and info["clean"] is True
+    image = np.asarray(Image.open(out / "train" / "000000.png"))
+    assert (image[0] == 255).all()
+
+
+def test_only_fonts_with_an_unknown_name_lists_the_fonts(tmp_path):
+    with pytest.raises(UserError, match="font 'NoSuchFont' is not among the fonts: .*Galada-Regular"):
+        write_synthetic_dataset(tmp_path / "x", n=10, seed=0, only_fonts=["NoSuchFont"])
+
+
+def test_holdout_must_be_among_the_chosen_fonts(tmp_path):
+    with pytest.raises(UserError, match="holdout font 'Galada-Regular' is not among the fonts"):
+        write_synthetic_dataset(tmp_path / "x", n=10, seed=0, only_fonts=["Lohit-Bengali", "Mina-Bold"],
+                                holdout_font="Galada-Regular")

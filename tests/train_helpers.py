@@ -22,19 +22,21 @@ import torch
 SYNTH = {"n": 64, "seed": 0, "holdout_font": "Lohit-Bengali"}
 
 TINY = [
-    "model.init=tiny",
+    "model.name_or_path=tiny-test-model", "model.init=tiny",
     "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.num_kv_heads=1",
     "model.tiny.intermediate_size=64", "model.tiny.vision_depth=1", "model.tiny.vision_hidden_size=32",
     "model.tiny.vision_heads=2", "model.tiny.vision_intermediate_size=64", "model.tiny.tokenizer=char",
     "model.dtype=float32", "lora=null",
     "data.source=synth", f"data.synth.n={SYNTH['n']}", f"data.synth.seed={SYNTH['seed']}",
-    f"data.synth.holdout_font={SYNTH['holdout_font']}",
+    f"data.synth.holdout_font={SYNTH['holdout_font']}", "data.synth.fonts=null", "data.synth.clean=false",
+    "data.synth.short_fraction=0.0", "data.prompt=লেখো",
     "data.image.height=32", "data.image.max_width=128", "data.image.min_width=32", "data.num_workers=0",
     "train.batch_size=4", "train.grad_accum_steps=1", "train.lr=2e-3", "train.warmup_steps=0",
     "train.scheduler=constant", "train.precision=fp32", "train.log_steps=1", "train.eval_steps=0",
     "train.save_steps=0", "train.keep_last=2", "train.seed=0", "train.max_grad_norm=1.0",
     "augment.enabled=false", "loss.confusion_weight=0.0", "loss.focal_gamma=0.0", "loss.label_smoothing=0.0",
     "eval.max_samples=4", "eval.max_new_tokens=6", "eval.batch_size=8", "eval.num_beams=1",
+    "eval.before_training=false",
 ]
 """Overrides of the shipped `cpu_demo` recipe that make it tiny (every value the tests rely on is set
 here, so edits of the shipped recipe do not change what these tests check)."""

@@ -43,13 +43,22 @@ def synth(
         typer.Option("--short-fraction", min=0.0, max=1.0,
                      help="Fraction of samples showing a single letter or a consonant + vowel sign instead of a word."),
     ] = 0.0,
+    font: Annotated[
+        list[str] | None,
+        typer.Option("--font", metavar="NAME",
+                     help="Render in this font only (file name without extension); repeat for several."),
+    ] = None,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Black ink on white paper, without the scanner's flaws.")
+    ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier synth output in --out.")
     ] = False,
 ) -> None:
     """Render synthetic Bangla word images into an imagefolder data set (train/val/test).
 
-    Each image is one word in one font with scan-like flaws (tilt, blur, noise, contrast, JPEG).
+    Each image is one word in one font with scan-like flaws (tilt, blur, noise, contrast, JPEG),
+    or without them (--clean).
 
     The same seed gives byte-identical files; train, val and test share no word.
 
@@ -62,7 +71,7 @@ def synth(
     with user_errors():
         result = write_synthetic_dataset(
             out, n=n, seed=seed, fonts_dir=fonts, words_file=words, holdout_font=holdout_font, overwrite=overwrite,
-            short_fraction=short_fraction,
+            short_fraction=short_fraction, only_fonts=font or None, clean=clean,
         )
 
     table = Table(title=f"synthetic word images in {result['out_dir']}")

@@ -418,13 +418,19 @@ def resolve_source(cfg: DataConfig, work_dir: Path) -> DataConfig:
     if marker.is_file():
         recorded = json.loads(marker.read_text(encoding="utf-8"))
         wanted = {"n": cfg.synth.n, "seed": cfg.synth.seed, "holdout_font": cfg.synth.holdout_font,
-                  "short_fraction": cfg.synth.short_fraction}
-        # (folders rendered before short items existed record none: that means 0)
-        if any(recorded.get(key, 0.0 if key == "short_fraction" else None) != value
-               for key, value in wanted.items()):
+                  "short_fraction": cfg.synth.short_fraction, "fonts_used": cfg.synth.fonts,
+                  "clean": cfg.synth.clean}
+        # Folders rendered before an option existed do not record it: they used its default.
+        defaults = {"short_fraction": 0.0, "clean": False}
+        if cfg.synth.fonts:
+            # recorded in the fonts' own order; the recipe may list them in any order
+            recorded["fonts_used"] = sorted(recorded.get("fonts_used") or [])
+            wanted["fonts_used"] = sorted(cfg.synth.fonts)
+        if any(recorded.get(key, defaults.get(key)) != value for key, value in wanted.items()):
             raise UserError(f"{folder} holds synthetic data rendered with other settings; "
                             "delete it or set data.synth.dir elsewhere")
     else:
         write_synthetic_dataset(folder, n=cfg.synth.n, seed=cfg.synth.seed, holdout_font=cfg.synth.holdout_font,
-                                short_fraction=cfg.synth.short_fraction)
+                                short_fraction=cfg.synth.short_fraction, only_fonts=cfg.synth.fonts,
+                                clean=cfg.synth.clean)
     return dataclasses.replace(cfg, source=str(folder))

@@ -162,8 +162,11 @@ def load_font(path: Path | str, size: int) -> ImageFont.FreeTypeFont:
         raise UserError(f"fonts: cannot load '{path}' ({err})") from None
 
 
-def render_word(word: str, font_path: Path | str, rng: np.random.Generator) -> Image.Image:
+def render_word(word: str, font_path: Path | str, rng: np.random.Generator, clean: bool = False) -> Image.Image:
     """Render one word as a degraded, tightly cropped RGB scan; all randomness comes from `rng`.
+
+    `clean=True` draws black ink on white paper with none of the scanner's flaws (tilt, blur,
+    contrast, noise, JPEG): the reference renders that measure reading itself.
 
     >>> import numpy as np
     >>> a = render_word("কথা", bundled_fonts()[0], np.random.default_rng(1))
@@ -172,10 +175,10 @@ def render_word(word: str, font_path: Path | str, rng: np.random.Generator) -> I
     True
     """
     require_raqm()
-    return _render(word, str(font_path), rng)
+    return _render(word, str(font_path), rng, clean)
 
 
-def _render(word: str, font_path: str, rng: np.random.Generator) -> Image.Image:
+def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = False) -> Image.Image:
     size = int(rng.integers(FONT_SIZE[0], FONT_SIZE[1] + 1))
     font = load_font(font_path, size)
     # Light, slightly warm or grey paper; ink from black to ballpoint blue, as in scanned forms.
@@ -183,6 +186,8 @@ def _render(word: str, font_path: str, rng: np.random.Generator) -> Image.Image:
     paper = (paper_level, paper_level, paper_level - warmth)
     ink_level = rng.integers(0, 70)
     ink = (int(ink_level), int(ink_level), int(ink_level + rng.integers(0, 90)))
+    if clean:
+        paper, ink = (255, 255, 255), (0, 0, 0)
 
     left, top, right, bottom = font.getbbox(word)
     # A small random margin per side: real crops are never exactly tight, and never centred.
@@ -199,6 +204,8 @@ def _render(word: str, font_path: str, rng: np.random.Generator) -> Image.Image:
     contrast, brightness = float(rng.uniform(0.75, 1.15)), float(rng.uniform(-20.0, 20.0))
     sigma = float(rng.uniform(*NOISE_SIGMA))
     jpeg, quality = rng.random() < JPEG_PROBABILITY, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+    if clean:
+        return image
 
     image = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=paper)
     if blur:
@@ -234,10 +241,10 @@ def short_items() -> list[str]:
     return list(dict.fromkeys(normalize(item) for item in items))
 
 
-def _render_to_file(job: tuple[int, int, str, str, str]) -> None:
-    seed, index, word, font_path, out_path = job
+def _render_to_file(job: tuple[int, int, str, str, str, bool]) -> None:
+    seed, index, word, font_path, out_path, clean = job
     # compress_level 1: a third of the time of the default level for about 10% larger files.
-    _render(word, font_path, sample_rng(seed, index)).save(out_path, format="PNG", compress_level=1)
+    _render(word, font_path, sample_rng(seed, index), clean).save(out_path, format="PNG", compress_level=1)
 
 
 def _split_sizes(n: int, splits: tuple[float, float, float]) -> dict[str, int]:
@@ -284,6 +291,8 @@ def write_synthetic_dataset(
     overwrite: bool = False,
     workers: int | None = None,
     short_fraction: float = 0.0,
+    only_fonts: list[str] | None = None,
+    clean: bool = False,
 ) -> dict:
     """Render `n` word images into an imagefolder data set under `out_dir`; return the counts.
 
@@ -291,6 +300,8 @@ def write_synthetic_dataset(
     used only in val and test. `workers` defaults to the CPU count (fewer for small `n`); the files
     are the same for any value. `short_fraction` of the samples show a `short_items()` item (a
     letter, or a consonant with a vowel sign) instead of a word; 0 leaves every other sample as it was.
+    `only_fonts` (font file stems) renders in those fonts alone; `clean` draws black on white
+    without the scanner's flaws (see `render_word`).
 
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
@@ -311,6 +322,12 @@ def write_synthetic_dataset(
     sizes = _split_sizes(n, splits)
     fonts = find_fonts(fonts_dir) if fonts_dir is not None else bundled_fonts()
     names = [font_name(p) for p in fonts]
+    if only_fonts:
+        unknown = [name for name in only_fonts if name not in names]
+        if unknown:
+            raise UserError(f"font '{unknown[0]}' is not among the fonts: {', '.join(names)}")
+        fonts = [p for p in fonts if font_name(p) in only_fonts]
+        names = [font_name(p) for p in fonts]
     if holdout_font is not None and holdout_font not in names:
         raise UserError(f"holdout font '{holdout_font}' is not among the fonts: {', '.join(names)}")
     train_fonts = [p for p in fonts if font_name(p) != holdout_font]
@@ -346,7 +363,7 @@ def write_synthetic_dataset(
             if short_rng is not None and short_rng.random() < short_fraction:
                 word = shorts[int(short_rng.integers(len(shorts)))]
             file_name = f"{index:0{digits}d}.png"
-            jobs.append((seed, index, word, str(font_path), str(out / split / file_name)))
+            jobs.append((seed, index, word, str(font_path), str(out / split / file_name), clean))
             rows[split].append({"file_name": file_name, "text": word, "font": font_name(font_path)})
             counts[font_name(font_path)][split] += 1
             index += 1
@@ -370,6 +387,8 @@ def write_synthetic_dataset(
         "seed": seed,
         "holdout_font": holdout_font,
         "short_fraction": short_fraction,
+        "fonts_used": names if only_fonts else None,
+        "clean": clean,
         "words": len(words),
         "splits": sizes,
         "fonts": counts,

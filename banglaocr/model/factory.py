@@ -55,6 +55,7 @@ import torch
 
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
+from banglaocr.model.shipped import model_source
 from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
 
 # Name of the tiny base's folder inside an adapter folder (and its `base_model_name_or_path`).
@@ -183,17 +184,19 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
     """Load (or build) the model, quantise, checkpoint and wrap it in LoRA as the recipe says.
 
     `init: tiny` builds a random model from `model_cfg.tiny` (seed it with `torch.manual_seed`);
-    `init: pretrained` loads `name_or_path`, a hub id or a local folder - a full model folder,
-    or an adapter folder written by `save_model_folder` (its base is loaded first). `lora_cfg`
-    None = full fine-tune (every parameter trainable). `device_map` overrides
-    `model_cfg.device_map`.
+    `init: pretrained` loads `name_or_path`, a hub id, a shipped model's name (`tiny`) or a local
+    folder - a full model folder, or an adapter folder written by `save_model_folder` (its base
+    is loaded first). `lora_cfg` None = full fine-tune (every parameter trainable). `device_map`
+    overrides `model_cfg.device_map`.
 
     >>> load_model(ModelConfig(name_or_path="/no/such/folder"), None)
     Traceback (most recent call last):
     ...
     banglaocr.errors.UserError: model folder not found: /no/such/folder
     """
-    adapter_folder = _adapter_folder(model_cfg.name_or_path) if model_cfg.init == "pretrained" else None
+    # A shipped name (`tiny`) loads from the package; the name itself is what adapters record as their base.
+    source = model_source(model_cfg.name_or_path)
+    adapter_folder = _adapter_folder(source) if model_cfg.init == "pretrained" else None
     if lora_cfg is None and adapter_folder is None and model_cfg.quantization is not None:
         raise UserError("model.quantization needs LoRA: a quantised base cannot be fully fine-tuned "
                         "(set a lora section or model.quantization=null)")
@@ -208,8 +211,8 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
         base_name = None
     else:
         base_name = _adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
-        model = _load_pretrained(model_cfg, base_name, dtype, device_map)
-        tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else base_name)
+        model = _load_pretrained(model_cfg, model_source(base_name), dtype, device_map)
+        tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else model_source(base_name))
         if adapter_folder is not None and Path(base_name).parent == adapter_folder:
             # A tiny base saved inside the adapter folder: save it again with every new adapter
             # folder rather than point at this one (checkpoint rotation may delete it).

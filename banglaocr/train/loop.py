@@ -36,13 +36,16 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from banglaocr.config import Recipe, save_recipe
 from banglaocr.errors import UserError
 from banglaocr.train.loss import IGNORE_INDEX, lm_loss_sum
+
+if TYPE_CHECKING:  # imported inside the functions that use it
+    from banglaocr.infer import ReadSettings
 
 
 class TrainingInterrupted(Exception):
@@ -98,6 +101,21 @@ class RunState:
     last_val_cer: float | None = None
     skipped_examples: list = field(default_factory=list)
     curriculum: dict | None = None  # CurriculumState.as_dict() while data.curriculum is set
+    val_cer_before: float | None = None  # eval.before_training: the starting model's val CER
+
+
+def _base_read_settings(recipe: Recipe) -> ReadSettings | None:
+    """The image budget and prompt a pretrained starting model was trained with (its banglaocr.json)."""
+    from banglaocr.infer import load_read_settings
+    from banglaocr.model.shipped import model_source
+
+    if recipe.model.init != "pretrained":
+        return None
+    folder = Path(model_source(recipe.model.name_or_path)).expanduser()
+    try:
+        return load_read_settings(folder) if folder.is_dir() else None
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign file: nothing to compare
+        return None
 
 
 class StopSignal:
@@ -279,6 +297,11 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
 
     settings = ReadSettings(image=recipe.data.image, prompt=recipe.data.prompt,
                             max_new_tokens=recipe.eval.max_new_tokens)
+    base_settings = _base_read_settings(recipe)
+    if base_settings is not None and (base_settings.image, base_settings.prompt) != (settings.image, settings.prompt):
+        # Legal (a new budget is a new task), but usually an oversight that costs the base's skill.
+        say(f"[yellow]note: {recipe.model.name_or_path} was trained with image {base_settings.image} and prompt "
+            f"'{base_settings.prompt}'; this recipe uses image {settings.image} and prompt '{settings.prompt}'[/]")
     metrics_log = MetricsLog(output_dir / "metrics.jsonl")
     if main:
         if resume_from is not None:
@@ -418,11 +441,44 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     if state.confusion and recipe.loss.confusion_weight > 0:
         char_weight_table = char_weights(ConfusionStats.from_dict(state.confusion), recipe.loss.confusion_cap)
     last_saved_step = state.step if resume_from is not None else -1
+
+    def validate(loss: float | None, lr: float) -> None:
+        """Score the validation split by generation: log it, track the best model (saved as best/)."""
+        nonlocal best_state, char_weight_table
+        scores, rows = evaluate(splits.val, recipe.eval.max_samples)
+        state.last_val_cer = scores["cer"]
+        confusion = ConfusionStats().update([r["reference"] for r in rows], [r["prediction"] for r in rows])
+        state.confusion = confusion.to_dict()
+        if recipe.loss.confusion_weight > 0:
+            char_weight_table = char_weights(confusion, recipe.loss.confusion_cap)
+        row = {"step": state.step, "loss": loss, "lr": lr,
+               **{f"val_{k}": scores[k] for k in ("cer", "mean_cer", "wer", "ger", "exact_match",
+                                                  "empty_predictions", "n")}}
+        log_row(row)
+        progress.update(task, val_cer=f"{scores['cer']:.3f}")
+        say(f"step {state.step}: val CER {scores['cer']:.4f}  WER {scores['wer']:.4f}  "
+            f"exact {scores['exact_match']:.3f}  empty {scores['empty_predictions']}  "
+            f"(e.g. '{rows[0]['reference']}' -> '{rows[0]['prediction']}')" if rows else "")
+        if state.best_val_cer is None or scores["cer"] < state.best_val_cer:
+            state.best_val_cer, state.best_step = scores["cer"], state.step
+            best_state = _trainable_state(inner.model)
+            if main:
+                save_model(output_dir / "best")
+                best_file = output_dir / "checkpoints" / "best.safetensors"
+                best_file.parent.mkdir(parents=True, exist_ok=True)
+                save_file(best_state, str(best_file) + ".tmp")
+                os.replace(str(best_file) + ".tmp", best_file)  # atomic: never a half-written file
+        wrapper.train()
+
     progress = make_progress(console)
     task = progress.add_task("train", total=cfg.max_steps, completed=state.step, loss="-",
                              lr=f"{scheduler.get_last_lr()[0]:.2e}", speed="-",
                              val_cer=f"{state.last_val_cer:.3f}" if state.last_val_cer is not None else "-")
     run_start = time.perf_counter() - state.train_time_s
+    if recipe.eval.before_training and splits.val and state.step == 0:
+        # The starting model's score: the "before" of a fine-tune (step 0 of metrics.jsonl).
+        validate(None, scheduler.get_last_lr()[0])
+        state.val_cer_before = state.last_val_cer
     wrapper.train()
 
     with StopSignal() as stop, (progress if main else contextlib.nullcontext()):
@@ -543,30 +599,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
             # ---- evaluate by generation
             final_step = state.step == cfg.max_steps
             if splits.val and (cfg.eval_steps and state.step % cfg.eval_steps == 0 or final_step):
-                scores, rows = evaluate(splits.val, recipe.eval.max_samples)
-                state.last_val_cer = scores["cer"]
-                confusion = ConfusionStats().update([r["reference"] for r in rows], [r["prediction"] for r in rows])
-                state.confusion = confusion.to_dict()
-                if recipe.loss.confusion_weight > 0:
-                    char_weight_table = char_weights(confusion, recipe.loss.confusion_cap)
-                row = {"step": state.step, "loss": last_loss, "lr": step_lr,
-                       **{f"val_{k}": scores[k] for k in ("cer", "mean_cer", "wer", "ger", "exact_match",
-                                                          "empty_predictions", "n")}}
-                log_row(row)
-                progress.update(task, val_cer=f"{scores['cer']:.3f}")
-                say(f"step {state.step}: val CER {scores['cer']:.4f}  WER {scores['wer']:.4f}  "
-                    f"exact {scores['exact_match']:.3f}  empty {scores['empty_predictions']}  "
-                    f"(e.g. '{rows[0]['reference']}' -> '{rows[0]['prediction']}')" if rows else "")
-                if state.best_val_cer is None or scores["cer"] < state.best_val_cer:
-                    state.best_val_cer, state.best_step = scores["cer"], state.step
-                    best_state = _trainable_state(inner.model)
-                    if main:
-                        save_model(output_dir / "best")
-                        best_file = output_dir / "checkpoints" / "best.safetensors"
-                        best_file.parent.mkdir(parents=True, exist_ok=True)
-                        save_file(best_state, str(best_file) + ".tmp")
-                        os.replace(str(best_file) + ".tmp", best_file)  # atomic: never a half-written file
-                wrapper.train()
+                validate(last_loss, step_lr)
 
             state.train_time_s = time.perf_counter() - run_start
             if cfg.save_steps and state.step % cfg.save_steps == 0 or final_step:
@@ -602,6 +635,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
         "steps": state.step, "train_time_s": state.train_time_s,
         "samples_per_s": state.samples_seen / max(state.train_time_s, 1e-9),
         "final_loss": last_loss, "best_step": state.best_step, "best_val_cer": state.best_val_cer,
+        "val_cer_before": state.val_cer_before, "val_cer_after": state.last_val_cer,
         "test": test_scores, "skipped_samples": skip_report.total, "skipped": skip_report.as_dict(),
         "nonfinite_steps": state.nonfinite_steps, "processes": world, "output_dir": str(output_dir),
     }

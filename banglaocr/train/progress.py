@@ -96,6 +96,10 @@ def summary_table(summary: dict) -> Table:
     for key in ("steps", "train_time_s", "samples_per_s", "final_loss", "best_step", "best_val_cer"):
         if summary.get(key) is not None:
             table.add_row(key, fmt(summary[key]))
+    before, after = summary.get("val_cer_before"), summary.get("val_cer_after")
+    if before is not None and after is not None:
+        ratio = f" (x{after / before:.2f})" if before > 0 else ""
+        table.add_row("val CER before -> after", f"{before:.4f} -> {after:.4f}{ratio}")
     for key, value in (summary.get("test") or {}).items():
         if key in ("cer", "mean_cer", "wer", "ger", "exact_match", "empty_predictions", "n"):
             table.add_row(f"test_{key}", fmt(value))
