@@ -43,8 +43,8 @@ def user_errors() -> Iterator[None]:
 # Options of the commands that run a trained model (eval, predict).
 ModelOption = Annotated[
     str,
-    typer.Option("--model", "-m", help="Hub id, model folder, adapter folder, or training output folder "
-                                       "(its best/, else final/)."),
+    typer.Option("--model", "-m", help="'tiny' (the shipped tiny Bangla reader), hub id, model folder, adapter "
+                                       "folder, or training output folder (its best/, else final/)."),
 ]
 AdapterOption = Annotated[
     str | None, typer.Option("--adapter", help="Adapter folder applied on top of --model (then the base model).")

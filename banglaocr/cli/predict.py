@@ -141,7 +141,8 @@ def predict(
 ) -> None:
     """Read word images with a trained model: one row per image, in input order.
 
-    Example: banglaocr predict --model runs/cpu_demo scans/ extra/*.png --format jsonl --out predictions.jsonl
+    Example: banglaocr predict --model tiny examples/words/*.png
+    Or: banglaocr predict --model runs/cpu_demo scans/ extra/*.png --format jsonl --out predictions.jsonl
     Paths on stdin: find scans -name '*.png' | banglaocr predict --model runs/cpu_demo -
     """
     with user_errors():

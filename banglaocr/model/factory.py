@@ -44,6 +44,7 @@ A hub or local base is named by `base_model_name_or_path` in adapter_config.json
 from __future__ import annotations
 
 import json
+import logging
 import os
 import types
 import warnings
@@ -57,6 +58,11 @@ from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
 from banglaocr.model.shipped import model_source
 from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
+
+# bitsandbytes (imported by peft) warns at import, on CPUs with AVX512-BF16, that an optional hub
+# kernel is not installed; it then uses its own CPU kernel and nothing is wrong, so the line is dropped.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: "kernels-community" not in record.getMessage())
 
 # Name of the tiny base's folder inside an adapter folder (and its `base_model_name_or_path`).
 BASE_SUBFOLDER = "base"
