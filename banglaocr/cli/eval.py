@@ -35,11 +35,16 @@ WORST = 10  # worst samples shown after the summary table
 def default_out_dir(model: str, adapter: str | None, split: str) -> Path:
     """`eval-<split>` inside the folder that was evaluated if we may write there, else in the cwd.
 
-    >>> default_out_dir("Qwen/Qwen3-VL-2B-Instruct", None, "test")
-    PosixPath('eval-test')
+    >>> default_out_dir("Qwen/Qwen3-VL-2B-Instruct", None, "test"), default_out_dir("tiny", None, "all")
+    (PosixPath('eval-test'), PosixPath('eval-all'))
     """
+    from banglaocr.model.shipped import SHIPPED_MODELS
+
     name = f"eval-{split}"
-    folder = Path(adapter if adapter is not None else model).expanduser()
+    evaluated = adapter if adapter is not None else model
+    if evaluated in SHIPPED_MODELS:  # never into the installed package
+        return Path(name)
+    folder = Path(evaluated).expanduser()
     if folder.is_dir() and os.access(folder, os.W_OK):
         return folder / name
     return Path(name)
