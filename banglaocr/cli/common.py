@@ -57,19 +57,26 @@ PrecisionOption = Annotated[
 DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
 
 
-def load_quietly(model: str, adapter: str | None, precision: str, device: str | None):
-    """`load_for_inference` without transformers' per-shard progress bars (they would mix with ours)."""
+@contextlib.contextmanager
+def without_transformers_progress() -> Iterator[None]:
+    """Hide transformers' per-shard "Loading weights" bars while loading (they would mix with ours)."""
     from transformers.utils import logging as transformers_logging
-
-    from banglaocr.infer import load_for_inference
 
     was_enabled = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     try:
-        return load_for_inference(model, adapter=adapter, precision=precision, device=device)
+        yield
     finally:
         if was_enabled:
             transformers_logging.enable_progress_bar()
+
+
+def load_quietly(model: str, adapter: str | None, precision: str, device: str | None):
+    """`load_for_inference` without transformers' progress bars."""
+    from banglaocr.infer import load_for_inference
+
+    with without_transformers_progress():
+        return load_for_inference(model, adapter=adapter, precision=precision, device=device)
 
 
 @contextlib.contextmanager

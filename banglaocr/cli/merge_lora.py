@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from banglaocr.cli.common import JsonOption, console, user_errors
+from banglaocr.cli.common import JsonOption, console, user_errors, without_transformers_progress
 
 
 def merge_lora(
@@ -40,7 +40,8 @@ def merge_lora(
     with user_errors():
         from banglaocr.merge import merge_lora as run_merge
 
-        report = run_merge(adapter, out, base=base, dtype=dtype, force=force)
+        with without_transformers_progress():
+            report = run_merge(adapter, out, base=base, dtype=dtype, force=force)
 
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))

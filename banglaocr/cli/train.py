@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from banglaocr.cli.common import console, err_console, user_errors
+from banglaocr.cli.common import console, err_console, user_errors, without_transformers_progress
 
 
 def train(
@@ -38,7 +38,8 @@ def train(
         from banglaocr.train.loop import TrainingInterrupted, run_training
 
         try:
-            summary = run_training(loaded, output_dir=output_dir, resume=resume, console=console)
+            with without_transformers_progress():
+                summary = run_training(loaded, output_dir=output_dir, resume=resume, console=console)
         except TrainingInterrupted as stopped:
             err_console.print(f"[yellow]{stopped}[/]", highlight=False)
             raise typer.Exit(stopped.exit_code) from None
