@@ -170,6 +170,29 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class HandConfig:
+    """One writer's hand, applied to EVERY synthetic image (train, val and test): a consistent style
+    to adapt to, unlike `augment`, which varies each training image and leaves val/test alone."""
+
+    slant: float = 0.0
+    """Horizontal shear of the ink (negative leans the letters left), plus or minus 0.05 per image."""
+    pen: int = 0
+    """Thicken every stroke by this many pixels on each side (a broader pen)."""
+    wobble: float = 0.0
+    """Amplitude in pixels of a wavy baseline (random phase and wavelength per image)."""
+
+    def __post_init__(self) -> None:
+        _check(-1.0 <= self.slant <= 1.0, "slant", "must be in [-1, 1]")
+        _check(0 <= self.pen <= 4, "pen", "must be in [0, 4]")
+        _check(0.0 <= self.wobble <= 8.0, "wobble", "must be in [0, 8]")
+
+    @property
+    def plain(self) -> bool:
+        """True when the hand changes nothing (the images are exactly as without it)."""
+        return self.slant == 0.0 and self.pen == 0 and self.wobble == 0.0
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """Synthetic data (`data.source: synth`), rendered on first use from the bundled fonts and words."""
 
@@ -186,6 +209,8 @@ class SynthConfig:
     """Render in these fonts only (file stems, e.g. `[Galada-Regular]`); null = every font."""
     clean: bool = False
     """Black ink on white paper without the scanner's flaws (tilt, blur, noise, JPEG)."""
+    hand: HandConfig = field(default_factory=HandConfig)
+    """A writer's hand applied to every image (slant, pen width, baseline wobble)."""
     dir: str | None = None
     """Where the images are written; default: `synth-<n>-<seed>[-<holdout>]` inside the output folder."""
 

@@ -57,7 +57,8 @@ def test_missing_fonts_folder_is_a_user_error(tmp_path):
 def test_font_and_clean_options(tmp_path):
     out = tmp_path / "clean"
     result = runner.invoke(app, ["synth", "--out", str(out), "--n", "10", "--font", "Galada-Regular",
-                                 "--font", "Mina-Bold", "--clean"])
+                                 "--font", "Mina-Bold", "--clean", "--slant", "-0.3", "--pen", "1", "--wobble", "2"])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
     assert info["clean"] is True and sorted(info["fonts"]) == ["Galada-Regular", "Mina-Bold"]
+    assert info["hand"] == {"slant": -0.3, "pen": 1, "wobble": 2.0}

@@ -156,3 +156,9 @@ def test_every_field_has_a_docstring():
             for arg in (hint, *getattr(hint, "__args__", ())):
                 if dataclasses.is_dataclass(arg):
                     sections.append(arg)
+
+
+@pytest.mark.parametrize("key, value", [("slant", 1.5), ("pen", -1), ("wobble", 9)])
+def test_hand_values_out_of_range_are_named(key, value):
+    with pytest.raises(UserError, match=f"data.synth.hand.{key}"):
+        load_recipe("cpu_demo", [f"data.synth.hand.{key}={value}"])

@@ -190,3 +190,13 @@ def test_synth_source_with_other_fonts_or_clean_is_not_reused(tmp_path):
                   SynthConfig(n=10, seed=5, fonts=["Mina-Bold", "Lohit-Bengali"], clean=True)):
         with pytest.raises(UserError, match="rendered with other settings"):
             resolve_source(DataConfig(source="synth", synth=other), tmp_path)
+
+
+def test_synth_source_with_another_hand_is_not_reused(tmp_path):
+    from banglaocr.config import HandConfig, SynthConfig
+
+    written = DataConfig(source="synth", synth=SynthConfig(n=10, seed=5, hand=HandConfig(slant=-0.3)))
+    assert resolve_source(written, tmp_path).source == resolve_source(written, tmp_path).source
+    for other in (SynthConfig(n=10, seed=5), SynthConfig(n=10, seed=5, hand=HandConfig(slant=-0.3, pen=1))):
+        with pytest.raises(UserError, match="rendered with other settings"):
+            resolve_source(DataConfig(source="synth", synth=other), tmp_path)

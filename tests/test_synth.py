@@ -263,3 +263,28 @@ def test_holdout_must_be_among_the_chosen_fonts(tmp_path):
     with pytest.raises(UserError, match="holdout font 'Galada-Regular' is not among the fonts"):
         write_synthetic_dataset(tmp_path / "x", n=10, seed=0, only_fonts=["Lohit-Bengali", "Mina-Bold"],
                                 holdout_font="Galada-Regular")
+
+
+def test_a_hand_changes_every_image_and_a_plain_hand_changes_nothing(tmp_path):
+    from banglaocr.config import HandConfig
+
+    font = next(p for p in bundled_fonts() if font_name(p) == "Galada-Regular")
+    plain = render_word("আগ্রহীদের", font, np.random.default_rng(4))
+    same = render_word("আগ্রহীদের", font, np.random.default_rng(4), hand=HandConfig())
+    assert plain.tobytes() == same.tobytes()
+    for hand in (HandConfig(slant=-0.35), HandConfig(pen=1), HandConfig(wobble=2.5)):
+        written = render_word("আগ্রহীদের", font, np.random.default_rng(4), hand=hand)
+        assert written.tobytes() != plain.tobytes(), hand
+    # a broader pen puts more ink on the page (clean renders: no noise to blur the count)
+    thin = np.asarray(render_word("আগ্রহীদের", font, np.random.default_rng(4), clean=True).convert("L"))
+    broad = np.asarray(render_word("আগ্রহীদের", font, np.random.default_rng(4), clean=True,
+                                   hand=HandConfig(pen=1)).convert("L"))
+    assert (broad < 128).sum() > 1.3 * (thin < 128).sum()
+    # a slant leans the ink: the image gets wider by about |slant| x height
+    slanted = render_word("আগ্রহীদের", font, np.random.default_rng(4), clean=True, hand=HandConfig(slant=-0.4))
+    assert slanted.width > thin.shape[1]
+
+    out = tmp_path / "hand"
+    write_synthetic_dataset(out, n=10, seed=0, hand=HandConfig(slant=-0.35, pen=1, wobble=2.5), workers=1)
+    info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    assert info["hand"] == {"slant": -0.35, "pen": 1, "wobble": 2.5}

@@ -29,6 +29,7 @@ TINY = [
     "model.dtype=float32", "lora=null",
     "data.source=synth", f"data.synth.n={SYNTH['n']}", f"data.synth.seed={SYNTH['seed']}",
     f"data.synth.holdout_font={SYNTH['holdout_font']}", "data.synth.fonts=null", "data.synth.clean=false",
+    "data.synth.hand.slant=0.0", "data.synth.hand.pen=0", "data.synth.hand.wobble=0.0",
     "data.synth.short_fraction=0.0", "data.prompt=লেখো",
     "data.image.height=32", "data.image.max_width=128", "data.image.min_width=32", "data.num_workers=0",
     "train.batch_size=4", "train.grad_accum_steps=1", "train.lr=2e-3", "train.warmup_steps=0",

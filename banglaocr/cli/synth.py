@@ -51,6 +51,16 @@ def synth(
     clean: Annotated[
         bool, typer.Option("--clean", help="Black ink on white paper, without the scanner's flaws.")
     ] = False,
+    slant: Annotated[
+        float, typer.Option("--slant", min=-1.0, max=1.0,
+                            help="A writer's slant on every image: shear of the ink (negative leans left).")
+    ] = 0.0,
+    pen: Annotated[
+        int, typer.Option("--pen", min=0, max=4, help="A broader pen: thicken strokes by this many pixels a side.")
+    ] = 0,
+    wobble: Annotated[
+        float, typer.Option("--wobble", min=0.0, max=8.0, help="A wavy baseline of this amplitude in pixels.")
+    ] = 0.0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier synth output in --out.")
     ] = False,
@@ -58,7 +68,7 @@ def synth(
     """Render synthetic Bangla word images into an imagefolder data set (train/val/test).
 
     Each image is one word in one font with scan-like flaws (tilt, blur, noise, contrast, JPEG),
-    or without them (--clean).
+    or without them (--clean); --slant, --pen and --wobble write every word in one writer's hand.
 
     The same seed gives byte-identical files; train, val and test share no word.
 
@@ -66,12 +76,14 @@ def synth(
     """
     from rich.table import Table
 
+    from banglaocr.config import HandConfig
     from banglaocr.data.synth import SPLITS, write_synthetic_dataset
 
     with user_errors():
         result = write_synthetic_dataset(
             out, n=n, seed=seed, fonts_dir=fonts, words_file=words, holdout_font=holdout_font, overwrite=overwrite,
             short_fraction=short_fraction, only_fonts=font or None, clean=clean,
+            hand=HandConfig(slant=slant, pen=pen, wobble=wobble),
         )
 
     table = Table(title=f"synthetic word images in {result['out_dir']}")

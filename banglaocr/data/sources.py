@@ -419,7 +419,8 @@ def resolve_source(cfg: DataConfig, work_dir: Path) -> DataConfig:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
         wanted = {"n": cfg.synth.n, "seed": cfg.synth.seed, "holdout_font": cfg.synth.holdout_font,
                   "short_fraction": cfg.synth.short_fraction, "fonts_used": cfg.synth.fonts,
-                  "clean": cfg.synth.clean}
+                  "clean": cfg.synth.clean,
+                  "hand": None if cfg.synth.hand.plain else dataclasses.asdict(cfg.synth.hand)}
         # Folders rendered before an option existed do not record it: they used its default.
         defaults = {"short_fraction": 0.0, "clean": False}
         if cfg.synth.fonts:
@@ -432,5 +433,5 @@ def resolve_source(cfg: DataConfig, work_dir: Path) -> DataConfig:
     else:
         write_synthetic_dataset(folder, n=cfg.synth.n, seed=cfg.synth.seed, holdout_font=cfg.synth.holdout_font,
                                 short_fraction=cfg.synth.short_fraction, only_fonts=cfg.synth.fonts,
-                                clean=cfg.synth.clean)
+                                clean=cfg.synth.clean, hand=cfg.synth.hand)
     return dataclasses.replace(cfg, source=str(folder))

@@ -23,6 +23,7 @@ silently draws broken conjuncts and misplaced vowel signs, so rendering refuses 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
 
+from banglaocr.config import HandConfig
 from banglaocr.errors import UserError
 from banglaocr.text import normalize
 
@@ -162,11 +164,13 @@ def load_font(path: Path | str, size: int) -> ImageFont.FreeTypeFont:
         raise UserError(f"fonts: cannot load '{path}' ({err})") from None
 
 
-def render_word(word: str, font_path: Path | str, rng: np.random.Generator, clean: bool = False) -> Image.Image:
+def render_word(word: str, font_path: Path | str, rng: np.random.Generator, clean: bool = False,
+                hand: HandConfig | None = None) -> Image.Image:
     """Render one word as a degraded, tightly cropped RGB scan; all randomness comes from `rng`.
 
     `clean=True` draws black ink on white paper with none of the scanner's flaws (tilt, blur,
-    contrast, noise, JPEG): the reference renders that measure reading itself.
+    contrast, noise, JPEG): the reference renders that measure reading itself. `hand` writes the
+    word in one writer's hand (slant, pen width, wobbly baseline) before the scanner's flaws.
 
     >>> import numpy as np
     >>> a = render_word("কথা", bundled_fonts()[0], np.random.default_rng(1))
@@ -175,10 +179,11 @@ def render_word(word: str, font_path: Path | str, rng: np.random.Generator, clea
     True
     """
     require_raqm()
-    return _render(word, str(font_path), rng, clean)
+    return _render(word, str(font_path), rng, clean, hand)
 
 
-def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = False) -> Image.Image:
+def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = False,
+            hand: HandConfig | None = None) -> Image.Image:
     size = int(rng.integers(FONT_SIZE[0], FONT_SIZE[1] + 1))
     font = load_font(font_path, size)
     # Light, slightly warm or grey paper; ink from black to ballpoint blue, as in scanned forms.
@@ -196,6 +201,9 @@ def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = F
     height = max(1, bottom - top) + int(margin[1] + margin[3])
     image = Image.new("RGB", (width, height), paper)
     ImageDraw.Draw(image).text((int(margin[0]) - left, int(margin[1]) - top), word, font=font, fill=ink)
+    if hand is not None and not hand.plain:
+        # Drawn only for a hand: images without one keep their exact random stream.
+        image = _write_in_hand(image, paper, hand, rng)
 
     # Every scalar is drawn whether or not its effect is applied, and the image-sized noise comes
     # last, so tuning one probability or range leaves the other choices of a sample as they were.
@@ -221,6 +229,33 @@ def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = F
     return image
 
 
+def _write_in_hand(image: Image.Image, paper: tuple, hand: HandConfig, rng: np.random.Generator) -> Image.Image:
+    """Shear the ink about the middle row, broaden the strokes, and wave the baseline."""
+    slant = hand.slant + float(rng.uniform(-0.05, 0.05)) if hand.slant else 0.0
+    phase, wavelength = float(rng.uniform(0.0, 2.0 * np.pi)), float(rng.uniform(40.0, 90.0))
+    if slant:
+        width, height = image.size
+        room = int(abs(slant) * height) + 2  # the sheared ink stays inside the wider canvas
+        canvas = Image.new("RGB", (width + room, height), paper)
+        canvas.paste(image, (room // 2, 0))
+        # output (x, y) samples input (x + slant * (y - height / 2), y): no shift at the middle row
+        image = canvas.transform(canvas.size, Image.Transform.AFFINE, (1, slant, -slant * height / 2, 0, 1, 0),
+                                 resample=Image.Resampling.BICUBIC, fillcolor=paper)
+    if hand.pen:
+        image = image.filter(ImageFilter.MinFilter(2 * hand.pen + 1))  # dark ink spreads over light paper
+    if hand.wobble:
+        pad = int(np.ceil(hand.wobble))
+        pixels = np.asarray(image)
+        padded = np.full((pixels.shape[0] + 2 * pad, pixels.shape[1], 3), paper, dtype=np.uint8)
+        padded[pad:pad + pixels.shape[0]] = pixels
+        shifts = np.round(hand.wobble * np.sin(np.arange(pixels.shape[1]) * 2 * np.pi / wavelength + phase))
+        out = np.empty_like(padded)
+        for x, shift in enumerate(shifts.astype(int)):
+            out[:, x] = np.roll(padded[:, x], shift, axis=0)
+        image = Image.fromarray(out, "RGB")
+    return image
+
+
 def sample_rng(seed: int, index: int) -> np.random.Generator:
     """The random stream of sample `index`: depends on (seed, index) only, never on worker order.
 
@@ -241,10 +276,10 @@ def short_items() -> list[str]:
     return list(dict.fromkeys(normalize(item) for item in items))
 
 
-def _render_to_file(job: tuple[int, int, str, str, str, bool]) -> None:
-    seed, index, word, font_path, out_path, clean = job
+def _render_to_file(job: tuple[int, int, str, str, str, bool, HandConfig | None]) -> None:
+    seed, index, word, font_path, out_path, clean, hand = job
     # compress_level 1: a third of the time of the default level for about 10% larger files.
-    _render(word, font_path, sample_rng(seed, index), clean).save(out_path, format="PNG", compress_level=1)
+    _render(word, font_path, sample_rng(seed, index), clean, hand).save(out_path, format="PNG", compress_level=1)
 
 
 def _split_sizes(n: int, splits: tuple[float, float, float]) -> dict[str, int]:
@@ -293,6 +328,7 @@ def write_synthetic_dataset(
     short_fraction: float = 0.0,
     only_fonts: list[str] | None = None,
     clean: bool = False,
+    hand: HandConfig | None = None,
 ) -> dict:
     """Render `n` word images into an imagefolder data set under `out_dir`; return the counts.
 
@@ -301,7 +337,7 @@ def write_synthetic_dataset(
     are the same for any value. `short_fraction` of the samples show a `short_items()` item (a
     letter, or a consonant with a vowel sign) instead of a word; 0 leaves every other sample as it was.
     `only_fonts` (font file stems) renders in those fonts alone; `clean` draws black on white
-    without the scanner's flaws (see `render_word`).
+    without the scanner's flaws, `hand` writes every word in one writer's hand (see `render_word`).
 
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
@@ -363,7 +399,7 @@ def write_synthetic_dataset(
             if short_rng is not None and short_rng.random() < short_fraction:
                 word = shorts[int(short_rng.integers(len(shorts)))]
             file_name = f"{index:0{digits}d}.png"
-            jobs.append((seed, index, word, str(font_path), str(out / split / file_name), clean))
+            jobs.append((seed, index, word, str(font_path), str(out / split / file_name), clean, hand))
             rows[split].append({"file_name": file_name, "text": word, "font": font_name(font_path)})
             counts[font_name(font_path)][split] += 1
             index += 1
@@ -389,6 +425,7 @@ def write_synthetic_dataset(
         "short_fraction": short_fraction,
         "fonts_used": names if only_fonts else None,
         "clean": clean,
+        "hand": dataclasses.asdict(hand) if hand is not None and not hand.plain else None,
         "words": len(words),
         "splits": sizes,
         "fonts": counts,
