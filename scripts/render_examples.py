@@ -18,9 +18,10 @@ from banglaocr.text import normalize
 # "I, you, Bangla, language, man, country, water, home, good, word"
 COMMON_WORDS = ["আমি", "তুমি", "বাংলা", "ভাষা", "মানুষ", "দেশ", "জল", "বাড়ি", "ভালো", "কথা"]
 FONT = "NotoSansBengali-Regular"
+OUT_DIR = Path(__file__).resolve().parent.parent / "examples" / "words"
 
 
-def main(out_dir: Path = Path(__file__).resolve().parent.parent / "examples" / "words") -> None:
+def main(out_dir: Path = OUT_DIR) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     font = next(path for path in bundled_fonts() if font_name(path) == FONT)
     labels = []
