@@ -62,3 +62,9 @@ def test_font_and_clean_options(tmp_path):
     info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
     assert info["clean"] is True and sorted(info["fonts"]) == ["Galada-Regular", "Mina-Bold"]
     assert info["hand"] == {"slant": -0.3, "pen": 1, "wobble": 2.0}
+
+
+def test_unknown_font_choice_is_one_line_and_exit_code_2(tmp_path):
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / "o"), "--n", "5", "--font", "Nope"])
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0
+    assert "font 'Nope' is not among the fonts" in result.output and "Galada-Regular" in result.output

@@ -98,3 +98,13 @@ def test_wheel_carries_the_weights_and_stays_small(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("model.safetensors", "config.json", "tokenizer.json", "banglaocr.json", "README.md"):
         assert f"banglaocr/models/tiny/{name}" in names, name
+
+
+def test_a_broken_install_is_one_clear_error(tmp_path, monkeypatch):
+    from banglaocr.model import shipped
+
+    monkeypatch.setattr(shipped, "MODELS_DIR", tmp_path)  # no tiny/ folder here
+    result = runner.invoke(app, ["predict", "--model", "tiny", str(EXAMPLES / "word01.png")])
+    assert result.exit_code == 2
+    assert "the shipped model 'tiny' is missing from this installation" in result.output
+    assert "Traceback" not in result.output
