@@ -411,27 +411,17 @@ def resolve_source(cfg: DataConfig, work_dir: Path) -> DataConfig:
     """
     if cfg.source != "synth":
         return cfg
-    from banglaocr.data.synth import write_synthetic_dataset
+    from banglaocr.data.synth import recorded_settings, synth_settings, write_synthetic_dataset
 
     folder = synth_dir(cfg, work_dir)
     marker = folder / "synth.json"
+    synth = cfg.synth
+    settings = dict(n=synth.n, seed=synth.seed, holdout_font=synth.holdout_font, short_fraction=synth.short_fraction,
+                    only_fonts=synth.fonts, clean=synth.clean, hand=synth.hand)
     if marker.is_file():
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-        wanted = {"n": cfg.synth.n, "seed": cfg.synth.seed, "holdout_font": cfg.synth.holdout_font,
-                  "short_fraction": cfg.synth.short_fraction, "fonts_used": cfg.synth.fonts,
-                  "clean": cfg.synth.clean,
-                  "hand": None if cfg.synth.hand.plain else dataclasses.asdict(cfg.synth.hand)}
-        # Folders rendered before an option existed do not record it: they used its default.
-        defaults = {"short_fraction": 0.0, "clean": False}
-        if cfg.synth.fonts:
-            # recorded in the fonts' own order; the recipe may list them in any order
-            recorded["fonts_used"] = sorted(recorded.get("fonts_used") or [])
-            wanted["fonts_used"] = sorted(cfg.synth.fonts)
-        if any(recorded.get(key, defaults.get(key)) != value for key, value in wanted.items()):
+        if recorded_settings(json.loads(marker.read_text(encoding="utf-8"))) != synth_settings(**settings):
             raise UserError(f"{folder} holds synthetic data rendered with other settings; "
                             "delete it or set data.synth.dir elsewhere")
     else:
-        write_synthetic_dataset(folder, n=cfg.synth.n, seed=cfg.synth.seed, holdout_font=cfg.synth.holdout_font,
-                                short_fraction=cfg.synth.short_fraction, only_fonts=cfg.synth.fonts,
-                                clean=cfg.synth.clean, hand=cfg.synth.hand)
+        write_synthetic_dataset(folder, **settings)
     return dataclasses.replace(cfg, source=str(folder))

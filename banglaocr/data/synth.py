@@ -276,6 +276,32 @@ def short_items() -> list[str]:
     return list(dict.fromkeys(normalize(item) for item in items))
 
 
+def synth_settings(n: int, seed: int, holdout_font: str | None = None, short_fraction: float = 0.0,
+                   only_fonts: list[str] | None = None, clean: bool = False, hand: HandConfig | None = None) -> dict:
+    """What decides a synthetic data set's images, as `synth.json` records it (compare with `==`).
+
+    >>> synth_settings(100, 1, only_fonts=["Mina-Bold", "Atma-Bold"])["fonts_used"]
+    ['Atma-Bold', 'Mina-Bold']
+    """
+    return {"n": n, "seed": seed, "holdout_font": holdout_font, "short_fraction": short_fraction,
+            "fonts_used": sorted(set(only_fonts)) if only_fonts else None, "clean": clean,
+            "hand": dataclasses.asdict(hand) if hand is not None and not hand.plain else None}
+
+
+def recorded_settings(info: dict) -> dict:
+    """The `synth_settings` a folder's `synth.json` records; a folder rendered before an option
+    existed does not name it and used its default.
+
+    >>> recorded_settings({"n": 10, "seed": 0, "holdout_font": None}) == synth_settings(10, 0)
+    True
+    """
+    defaults = synth_settings(n=0, seed=0)
+    settings = {key: info.get(key, default) for key, default in defaults.items()}
+    if settings["fonts_used"]:
+        settings["fonts_used"] = sorted(settings["fonts_used"])
+    return settings
+
+
 def _render_to_file(job: tuple[int, int, str, str, str, bool, HandConfig | None]) -> None:
     seed, index, word, font_path, out_path, clean, hand = job
     # compress_level 1: a third of the time of the default level for about 10% larger files.
@@ -419,13 +445,7 @@ def write_synthetic_dataset(
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     # No paths in synth.json: the same seed gives the same bytes wherever the folder lives.
     result = {
-        "n": n,
-        "seed": seed,
-        "holdout_font": holdout_font,
-        "short_fraction": short_fraction,
-        "fonts_used": names if only_fonts else None,
-        "clean": clean,
-        "hand": dataclasses.asdict(hand) if hand is not None and not hand.plain else None,
+        **synth_settings(n, seed, holdout_font, short_fraction, only_fonts, clean, hand),
         "words": len(words),
         "splits": sizes,
         "fonts": counts,
