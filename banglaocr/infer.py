@@ -34,7 +34,7 @@ from banglaocr.config import DataConfig, ImageConfig, ModelConfig
 from banglaocr.data.collate import Collator, finish_batch_on_device
 from banglaocr.data.pixels import budget_width, resize_to_budget
 from banglaocr.errors import UserError
-from banglaocr.model.shipped import shipped_model
+from banglaocr.model.shipped import looks_like_path, shipped_model
 from banglaocr.model.tokenizers import special_token_ids
 from banglaocr.text import normalize
 
@@ -164,15 +164,6 @@ def _is_model_folder(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
 
 
-def _looks_like_path(name: str) -> bool:
-    """A name that means a local folder (not a hub id), even though nothing is there."""
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
-        return True
-    # "runs/cpu_demo" has the shape of a hub id; if "runs" is a local folder, a folder was meant.
-    head = name.split("/", 1)[0]
-    return "/" in name and Path(head).is_dir()
-
-
 def resolve_model(model: str) -> str:
     """Where `model` loads from: a model folder's path, or a hub id unchanged.
 
@@ -212,7 +203,7 @@ def resolve_model(model: str) -> str:
                         "nor a training output folder (recipe.yaml with best/ or final/)")
     if path.exists():
         raise UserError(f"model path is a file, expected a model folder: {model}")
-    if _looks_like_path(model):
+    if looks_like_path(model):
         raise UserError(f"model folder not found: {model}")
     return model
 

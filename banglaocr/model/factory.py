@@ -56,7 +56,7 @@ import torch
 
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
-from banglaocr.model.shipped import model_source
+from banglaocr.model.shipped import looks_like_path, model_source
 from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
 
 # bitsandbytes (imported by peft) warns at import, on CPUs with AVX512-BF16, that an optional hub
@@ -201,8 +201,7 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
     banglaocr.errors.UserError: model folder not found: /no/such/folder
     """
     # A shipped name (`tiny`) loads from the package; the name itself is what adapters record as their base.
-    source = model_source(model_cfg.name_or_path)
-    adapter_folder = _adapter_folder(source) if model_cfg.init == "pretrained" else None
+    adapter_folder = _adapter_folder(model_source(model_cfg.name_or_path)) if model_cfg.init == "pretrained" else None
     if lora_cfg is None and adapter_folder is None and model_cfg.quantization is not None:
         raise UserError("model.quantization needs LoRA: a quantised base cannot be fully fine-tuned "
                         "(set a lora section or model.quantization=null)")
@@ -217,8 +216,9 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
         base_name = None
     else:
         base_name = _adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
-        model = _load_pretrained(model_cfg, model_source(base_name), dtype, device_map)
-        tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else model_source(base_name))
+        base_source = model_source(base_name)
+        model = _load_pretrained(model_cfg, base_source, dtype, device_map)
+        tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else base_source)
         if adapter_folder is not None and Path(base_name).parent == adapter_folder:
             # A tiny base saved inside the adapter folder: save it again with every new adapter
             # folder rather than point at this one (checkpoint rotation may delete it).
@@ -272,8 +272,7 @@ def _check_reachable(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists() and not path.is_dir():
         raise UserError(f"model path is a file, expected a model folder: {name}")
-    is_path_like = name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
-    if is_path_like and not path.is_dir():
+    if looks_like_path(name) and not path.is_dir():
         raise UserError(f"model folder not found: {name}")
     return str(path) if path.is_dir() else name
 

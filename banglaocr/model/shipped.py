@@ -1,4 +1,5 @@
-"""Models shipped inside the package, by short name: `tiny` is the project's own small Bangla reader.
+"""Model names: models shipped inside the package, by short name (`tiny` is the project's own small
+Bangla reader), and telling a local path from a hub id.
 
 A shipped name works wherever a model is named (`--model tiny`, `model.name_or_path: tiny`) and
 means the folder under `banglaocr/models/`. Write `./tiny` for a local folder of that name.
@@ -41,3 +42,16 @@ def model_source(name: str) -> str:
     """
     folder = shipped_model(name)
     return str(folder) if folder is not None else name
+
+
+def looks_like_path(name: str) -> bool:
+    """A name that means a local folder (not a hub id), even though nothing is there.
+
+    >>> looks_like_path("./run"), looks_like_path("/a/b"), looks_like_path("Qwen/Qwen3-VL-2B-Instruct")
+    (True, True, False)
+    """
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        return True
+    # "runs/cpu_demo" has the shape of a hub id; if "runs" is a local folder, a folder was meant.
+    head = name.split("/", 1)[0]
+    return "/" in name and Path(head).is_dir()
