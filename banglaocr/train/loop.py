@@ -335,12 +335,16 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     # stage alone and a checkpoint (stage + batches consumed) resumes exactly. Every stage's selection
     # is made now: a stage that selects nothing fails here, not hours into the run.
     stages = recipe.data.curriculum
+
+    def announce_stage() -> None:
+        say(describe_stage(stages[curriculum.stage], curriculum.stage, len(stages),
+                           len(stage_subsets[curriculum.stage])))
+
     if stages is not None:
         stage_subsets = [stage_indices(train_records, stage, index) for index, stage in enumerate(stages)]
         curriculum = CurriculumState.from_dict(state.curriculum, stages)
         state.curriculum = curriculum.as_dict()
-        say(describe_stage(stages[curriculum.stage], curriculum.stage, len(stages),
-                           len(stage_subsets[curriculum.stage])))
+        announce_stage()
 
     def open_stream():
         """This process's micro-batches from `state.batches_consumed` on (of the current stage's samples)."""
@@ -577,8 +581,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
                     state.batches_consumed = 0
                     batches = open_stream()
                     augment_cfg = stage_augment()
-                    say(describe_stage(stages[curriculum.stage], curriculum.stage, len(stages),
-                                       len(stage_subsets[curriculum.stage])))
+                    announce_stage()
                 state.curriculum = curriculum.as_dict()  # before any checkpoint of this step
 
             # ---- log
