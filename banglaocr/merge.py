@@ -198,10 +198,10 @@ def _load_adapter_model(folder: Path, base: str | None):
     from transformers import AutoTokenizer
 
     from banglaocr.config import ModelConfig
-    from banglaocr.model.factory import load_model
+    from banglaocr.model.factory import adapter_base, load_model
 
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    try:  # one clear line for an unreadable adapter_config.json, before the factory or peft meets it
+        json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {folder / 'adapter_config.json'}: {err}") from None
     if not (folder / "adapter_model.safetensors").is_file():
@@ -212,9 +212,7 @@ def _load_adapter_model(folder: Path, base: str | None):
         if base is None:
             # The factory finds the base the adapter names (a hub id, a folder, or the tiny base/ inside).
             loaded = load_model(ModelConfig(name_or_path=str(folder), dtype="float32"), None)
-            named = str(config.get("base_model_name_or_path"))
-            inside = folder / named  # a relative name is looked up inside the adapter folder first
-            return loaded.model, loaded.tokenizer, str(inside) if (inside / "config.json").is_file() else named
+            return loaded.model, loaded.tokenizer, adapter_base(folder)
         if (Path(base).expanduser() / "adapter_config.json").is_file():
             raise UserError(f"--base {base} is an adapter folder; --base takes a full model (hub id or folder)")
         from peft import PeftModel

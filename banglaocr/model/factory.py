@@ -215,7 +215,7 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
         model, tokenizer = _build_tiny(model_cfg, dtype)
         base_name = None
     else:
-        base_name = _adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
+        base_name = adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
         base_source = model_source(base_name)
         model = _load_pretrained(model_cfg, base_source, dtype, device_map)
         tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else base_source)
@@ -363,7 +363,7 @@ def _adapter_folder(name: str) -> Path | None:
     return path if (path / "adapter_config.json").is_file() else None
 
 
-def _adapter_base(folder: Path) -> str:
+def adapter_base(folder: Path) -> str:
     """The base an adapter folder names; a relative name is looked up inside the folder first."""
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path")
