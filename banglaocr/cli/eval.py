@@ -88,7 +88,7 @@ def evaluate(model: str, adapter: str | None, records: list, batch_size: int, nu
              precision: str, device: str | None, show_progress: bool):
     """Generate for every record: (scores and run facts, per-sample rows in input order, `SkipReport`
     of the images that could not be decoded)."""
-    from banglaocr.data.sources import SkipReport
+    from banglaocr.data.sources import SkipReport, unreadable_reason
     from banglaocr.errors import UserError
     from banglaocr.infer import read_images
     from banglaocr.metrics import aggregate_scores, sample_scores
@@ -101,7 +101,7 @@ def evaluate(model: str, adapter: str | None, records: list, batch_size: int, nu
                                    num_beams=num_beams, on_batch=advance):
             record = reading.source
             if reading.error is not None:
-                unreadable.add(f"unreadable image ({reading.error.split(' (')[0]})", record.id)
+                unreadable.add(unreadable_reason(reading.error), record.id)
                 continue
             scores = sample_scores(record.text, reading.text)
             rows.append({"id": record.id, "reference": record.text, "prediction": reading.text, **scores})

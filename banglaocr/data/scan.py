@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from banglaocr.config import ImageConfig
 from banglaocr.data.pixels import budget_width, visual_tokens
-from banglaocr.data.sources import Record, SkipReport, UnreadableImage, image_size
+from banglaocr.data.sources import Record, SkipReport, UnreadableImage, image_size, unreadable_reason
 from banglaocr.text import graphemes
 
 PERCENTILES = (5, 50, 95, 99, 100)
@@ -129,7 +129,7 @@ def scan_records(records: list[Record], tokenizer, samples: int = 1000, seed: in
         try:
             width, height = image_size(record)
         except UnreadableImage as err:
-            skipped.add(f"unreadable image ({str(err).split(' (')[0]})", record.id)
+            skipped.add(unreadable_reason(str(err)), record.id)
             continue
         if width <= 0 or height <= 0:
             skipped.add("zero-size image", record.id)

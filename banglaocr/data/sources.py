@@ -54,6 +54,16 @@ class UnreadableImage(Exception):
     """An image that cannot be decoded (missing, empty, truncated, not an image)."""
 
 
+def unreadable_reason(error: str) -> str:
+    """The skip reason of an image that failed to decode: its error without the details in parentheses,
+    so reports group alike failures.
+
+    >>> unreadable_reason("image file is truncated (5 bytes not processed)")
+    'unreadable image (image file is truncated)'
+    """
+    return f"unreadable image ({error.split(' (')[0]})"
+
+
 @dataclass(frozen=True)
 class HubImage:
     """A lazy reference to an undecoded image cell of a `datasets.Dataset` (memory-mapped, pickles cheaply)."""

@@ -215,7 +215,8 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     from safetensors.torch import load_file, save_file
 
     from banglaocr.data.collate import Collator, finish_batch_on_device
-    from banglaocr.data.sources import SkipReport, UnreadableImage, load_splits, open_image, resolve_source
+    from banglaocr.data.sources import (SkipReport, UnreadableImage, load_splits, open_image, resolve_source,
+                                        unreadable_reason)
     from banglaocr.infer import ReadSettings, generate_texts, save_read_settings
     from banglaocr.metrics import aggregate_scores, sample_scores
     from banglaocr.model.factory import load_model, save_model_folder, trainable_parameter_summary
@@ -316,7 +317,7 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     def count_unreadable(sample_id: str, error: str) -> None:
         """Count an image that failed to decode ONCE per run: later epochs and evaluations meet it
         again, and a resumed run restores what was counted before the interruption."""
-        reason = f"unreadable image ({error.split(' (')[0]})"
+        reason = unreadable_reason(error)
         if (reason, sample_id) in counted_unreadable:
             return
         counted_unreadable.add((reason, sample_id))
