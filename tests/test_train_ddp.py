@@ -71,3 +71,34 @@ def test_two_ranks_match_one_process_with_the_same_micro_batches(two_ranks, tmp_
     half = tmp_path / "half-the-samples"
     helpers.train(half, *ARGS, "train.grad_accum_steps=1")
     assert helpers.max_abs_diff(ddp, helpers.trainable(half / "checkpoints" / f"step-{STEPS}")) > 1e-3
+
+
+LORA_ARGS = ("lora.r=4", "lora.alpha=8", "lora.dropout=0.0", "augment.enabled=false", f"train.max_steps={STEPS}",
+             "train.batch_size=4", "train.scheduler=constant", "train.lr=2e-3", "train.save_steps=0",
+             "train.eval_steps=0")
+
+
+def test_lora_with_gradient_accumulation_matches_one_process(tmp_path):
+    """LoRA, 2 ranks x batch 4 x grad_accum_steps 2 (the `no_sync` branch: no all-reduce on the first
+    micro-batch of a step) == 1 process x batch 4 x grad_accum_steps 4: the same four global micro-batches
+    per optimizer step, up to float reduction order."""
+    out, dump = tmp_path / "run", tmp_path / "ranks"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**helpers.subprocess_env(), "ACCELERATE_USE_CPU": "1"}
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(WORKER), str(out), str(dump),
+               *helpers.overrides(*LORA_ARGS, "train.grad_accum_steps=2")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rank0, rank1 = (helpers.trainable_file(dump / f"rank{r}.safetensors") for r in (0, 1))
+    assert helpers.max_abs_diff(rank0, rank1) == 0.0
+    assert all("lora_" in name for name in rank0)
+
+    single = tmp_path / "single"
+    helpers.train(single, *LORA_ARGS, "train.grad_accum_steps=4")
+    assert helpers.max_abs_diff(rank0, helpers.trainable(single / "checkpoints" / f"step-{STEPS}")) <= 1e-5
+    assert [row["loss"] for row in helpers.log_rows(out)] == \
+        pytest.approx([row["loss"] for row in helpers.log_rows(single)], rel=1e-5)
+    # And the second micro-batch of each rank mattered: accumulation 1 on one process is different.
+    fewer = tmp_path / "fewer"
+    helpers.train(fewer, *LORA_ARGS, "train.grad_accum_steps=2")
+    assert helpers.max_abs_diff(rank0, helpers.trainable(fewer / "checkpoints" / f"step-{STEPS}")) > 1e-4
