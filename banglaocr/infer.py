@@ -244,13 +244,29 @@ def inference_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def _adapter_folder(adapter: str) -> Path:
-    if not Path(adapter).expanduser().exists():
-        raise UserError(f"adapter folder not found: {adapter}")
-    folder = Path(resolve_model(adapter))  # a LoRA run's output folder means its best/ adapter
-    if not (folder / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {adapter} is not an adapter folder (no adapter_config.json in {folder})")
-    return folder
+def resolve_adapter_folder(path: str | Path) -> Path:
+    """The adapter folder named by `path`: the folder itself, a training output folder's best/ (else
+    final/), or a checkpoint folder's model/. Used by `--adapter` (eval, predict) and `merge-lora`.
+
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> (run / "final").mkdir(); _ = (run / "final" / "adapter_config.json").write_text("{}")
+    >>> resolve_adapter_folder(run).name
+    'final'
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"adapter folder not found: {path}")
+    if (folder / "adapter_config.json").is_file():
+        return folder
+    for name in ("best", "final", "model"):  # a training output folder, a checkpoint folder
+        if (folder / name / "adapter_config.json").is_file():
+            return folder / name
+    if any((folder / sub / "config.json").is_file() for sub in (".", "best", "final", "model")):
+        raise UserError(f"{path} is not an adapter folder: it holds a full model (a full fine-tune or an "
+                        "earlier merge), so there is nothing to merge or apply - use it as the model itself")
+    raise UserError(f"not an adapter folder: {path} has no adapter_config.json "
+                    "(nor best/ or final/ of a training output folder)")
 
 
 def load_for_inference(model: str, adapter: str | None = None, precision: str = "auto",
@@ -276,7 +292,7 @@ def load_for_inference(model: str, adapter: str | None = None, precision: str = 
     target = _device(device)
     precision = inference_precision(precision, target)
     name = resolve_model(model)
-    adapter_dir = _adapter_folder(adapter) if adapter is not None else None
+    adapter_dir = resolve_adapter_folder(adapter) if adapter is not None else None
     if adapter_dir is not None and (Path(name) / "adapter_config.json").is_file():
         raise UserError(f"{model} is itself an adapter folder: with --adapter, --model must be the base model")
 

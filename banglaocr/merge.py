@@ -39,7 +39,7 @@ wrong scale) cannot hide inside the half-precision allowance.
 `adapter_dir` may be an adapter folder (`adapter_config.json` inside; a training checkpoint's
 `model/` is one) or a training output folder, whose `best/` (else `final/`) adapter is used.
 
->>> resolve_adapter_folder("/no/such/folder")
+>>> merge_lora("/no/such/folder", "/tmp/merged")
 Traceback (most recent call last):
 ...
 banglaocr.errors.UserError: adapter folder not found: /no/such/folder
@@ -73,30 +73,6 @@ PROBE_WORDS = ("কলম", "বাংলা", "আমার", "পরীক্�
 REPORT_FILE = "merge.json"
 
 # --------------------------------------------------------------------------- inputs
-
-
-def resolve_adapter_folder(path: str | Path) -> Path:
-    """The adapter folder named by `path`: the folder itself, or a training output folder's best/ (else final/).
-
-    >>> import tempfile, pathlib
-    >>> run = pathlib.Path(tempfile.mkdtemp())
-    >>> (run / "final").mkdir(); _ = (run / "final" / "adapter_config.json").write_text("{}")
-    >>> resolve_adapter_folder(run).name
-    'final'
-    """
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"adapter folder not found: {path}")
-    if (folder / "adapter_config.json").is_file():
-        return folder
-    for name in ("best", "final"):  # a training output folder
-        if (folder / name / "adapter_config.json").is_file():
-            return folder / name
-    if any((folder / sub / "config.json").is_file() for sub in (".", "best", "final")):
-        raise UserError(f"{path} holds a full model (a full fine-tune or an earlier merge), not a LoRA "
-                        "adapter: there is nothing to merge - use it as it is")
-    raise UserError(f"not an adapter folder: {path} has no adapter_config.json "
-                    "(nor best/ or final/ of a training output folder)")
 
 
 def tolerance(dtype: str) -> float:
@@ -278,6 +254,17 @@ def _write_side_files(tmp: Path, adapter: Path, tokenizer, settings) -> None:
         shutil.copy2(adapter / "recipe.yaml", tmp / "recipe.yaml")
 
 
+def _save_merged(merged, folder: Path, dtype: str, tokenizer, settings, adapter: Path) -> None:
+    """The merged model in `dtype`, with generation config, tokenizer, processor files and read settings."""
+    merged = merged.to(getattr(torch, dtype))
+    for key in merged.config.sub_configs:  # config.json states one dtype throughout
+        if getattr(merged.config, key, None) is not None:
+            getattr(merged.config, key).dtype = getattr(torch, dtype)
+    merged.generation_config = _generation_config(tokenizer, settings.max_new_tokens)
+    merged.save_pretrained(str(folder), safe_serialization=True)
+    _write_side_files(folder, adapter, tokenizer, settings)
+
+
 def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None, dtype: str = "float32",
                force: bool = False) -> dict[str, Any]:
     """Merge the adapter into its base, save a checked full model folder at `out_dir`; return the report.
@@ -296,8 +283,8 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
     """
     from transformers import AutoModelForImageTextToText
 
-    from banglaocr.infer import default_read_settings, load_read_settings
-    from banglaocr.train.checkpoint import commit_folder, fresh_tmp_folder, write_json
+    from banglaocr.files import commit_folder, fresh_tmp_folder, write_json
+    from banglaocr.infer import default_read_settings, load_read_settings, resolve_adapter_folder
 
     started = time.perf_counter()
     rel_tol = tolerance(dtype)
@@ -325,13 +312,7 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
 
     tmp = fresh_tmp_folder(out)
     try:
-        merged = merged.to(getattr(torch, dtype))
-        for key in merged.config.sub_configs:  # config.json states one dtype throughout
-            if getattr(merged.config, key, None) is not None:
-                getattr(merged.config, key).dtype = getattr(torch, dtype)
-        merged.generation_config = _generation_config(tokenizer, settings.max_new_tokens)
-        merged.save_pretrained(str(tmp), safe_serialization=True)
-        _write_side_files(tmp, adapter, tokenizer, settings)
+        _save_merged(merged, tmp, dtype, tokenizer, settings, adapter)
         del model, merged
         gc.collect()
 

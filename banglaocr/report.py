@@ -1,6 +1,6 @@
 """Which letters the model confuses: tables, CSV files and a heatmap from generated predictions.
 
-Everything is counted from edit-operation ALIGNMENTS (`banglaocr.train.confusion.ConfusionStats`,
+Everything is counted from edit-operation ALIGNMENTS (`banglaocr.confusion.ConfusionStats`,
 built on `banglaocr.metrics.edit_ops`), never by comparing position i with position i: one
 missed letter at the start of a word would otherwise turn every later letter into a
 "substitution". Both sides are normalised first (`banglaocr.text.normalize`), as for the metrics,
@@ -51,7 +51,7 @@ from pathlib import Path
 
 from banglaocr.errors import UserError
 from banglaocr.metrics import error_rate
-from banglaocr.train.confusion import ConfusionStats, Level, error_rates
+from banglaocr.confusion import ConfusionStats, Level, error_rates
 
 BENGALI_FONT_FILE = Path(__file__).resolve().parent / "assets" / "fonts" / "NotoSansBengali-Regular.ttf"
 # Shipped with every matplotlib: covers the Latin text, digits, ∅, ␣ and … the Bengali font lacks.

@@ -7,7 +7,8 @@
 training, a checkpoint every 20 steps, log every 5) on ONE thread, with `python -m banglaocr` started
 in the current folder - so `cd /other/checkout && python /this/script.py run OUT` runs the other
 checkout's code. `compare` checks that both metrics.jsonl files hold the same rows (timing fields
-aside), that summary.json agrees (timings aside) and that final/ and best/ weights are equal; exit 1
+aside), that summary.json agrees (timings aside), that test_predictions.jsonl is byte-identical and
+that final/ and best/ weights are equal; exit 1
 when anything differs.
 """
 
@@ -65,13 +66,19 @@ def compare(a: Path, b: Path) -> bool:
         print(f"summary.json differs:\n  {_summary(a)}\n  {_summary(b)}")
     else:
         print("summary.json identical (timing fields aside)")
+    for name in ("test_predictions.jsonl",):
+        if (a / name).read_bytes() != (b / name).read_bytes():
+            same = False
+            print(f"{name} differs")
+        else:
+            print(f"{name}: identical")
     for name in ("final", "best"):
         wa, wb = _weights(a / name), _weights(b / name)
         if wa.keys() != wb.keys():
             same = False
             print(f"{name}/: different weight files {sorted(wa)} vs {sorted(wb)}")
             continue
-        diff = max(float((ta[k] - tb[k]).abs().max()) for f in wa for ta, tb in [(wa[f], wb[f])] for k in ta)
+        diff = max(float((wa[f][k] - wb[f][k]).abs().max()) for f in wa for k in wa[f])
         print(f"{name}/ weights: max abs diff {diff:.3g}")
         same = same and diff == 0.0
     print("SAME" if same else "DIFFERENT")

@@ -20,23 +20,22 @@ def main(argv: list[str]) -> None:
     from safetensors.torch import save_file
 
     from banglaocr.config import load_recipe
-    from banglaocr.model import factory
     from banglaocr.train import loop
 
     output_dir, dump_dir, *overrides = argv
     built = []
-    original = factory.load_model
+    original = loop.load_model
 
     def recording_load_model(*args, **kwargs):
         loaded = original(*args, **kwargs)
         built.append(loaded)
         return loaded
 
-    factory.load_model = recording_load_model  # run_training imports it from the module at call time
+    loop.load_model = recording_load_model  # the name the training run calls
     loop.run_training(load_recipe("cpu_demo", overrides), output_dir, console=Console(file=io.StringIO()))
     rank = PartialState().process_index
     Path(dump_dir).mkdir(parents=True, exist_ok=True)
-    save_file(loop._trainable_state(built[-1].model), str(Path(dump_dir) / f"rank{rank}.safetensors"))
+    save_file(loop.trainable_state(built[-1].model), str(Path(dump_dir) / f"rank{rank}.safetensors"))
 
 
 if __name__ == "__main__":

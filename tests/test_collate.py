@@ -21,7 +21,6 @@ from banglaocr.data.collate import (
     finish_batch_on_device,
     generation_batch,
     image_token_counts,
-    sequence_lengths,
     training_batch,
 )
 from banglaocr.data.pixels import image_grid, patchify, resize_to_budget, visual_tokens
@@ -164,17 +163,6 @@ def test_training_is_right_padded_and_generation_left_padded(tokenizer):
     header = len(tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
     assert torch.equal(gen["input_ids"][0, -header:], gen["input_ids"][1, -header:])
     assert tokenizer.decode(gen["input_ids"][0, -header:]) == "<|im_start|>assistant\n"
-
-
-def test_sequence_lengths_match_the_batch(tokenizer):
-    answers = random_words(50, seed=3)
-    grids = random_grids(len(answers), seed=3)
-    batch = training_batch(tokenizer, PROMPT, answers, grids)
-    assert sequence_lengths(tokenizer, PROMPT, answers, image_token_counts(grids)) == batch["lengths"]
-    assert batch["lengths"] == batch["attention_mask"].sum(1).tolist()
-
-
-# --------------------------------------------------------------------------- equal to Qwen3VLProcessor
 
 
 def qwen3_vl_processor(tokenizer):

@@ -198,14 +198,12 @@ def reference(tmp_path_factory):
     each step read and what the console said."""
     from rich.console import Console
 
-    from banglaocr.data import collate
-    from banglaocr.train import batches
-    from banglaocr.train.loop import run_training
+    from banglaocr.train import batches, loop
 
     out = tmp_path_factory.mktemp("curriculum") / "run"
     seen: list[str] = []
     probabilities: list[float] = []
-    original_item, original_finish = batches.WordImages.__getitem__, collate.finish_batch_on_device
+    original_item, original_finish = batches.WordImages.__getitem__, loop.finish_batch_on_device
 
     def recording_item(self, index):
         seen.append(self.records[index].id)
@@ -219,9 +217,9 @@ def reference(tmp_path_factory):
     console = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, helpers.one_thread():
         patch.setattr(batches.WordImages, "__getitem__", recording_item)
-        patch.setattr(collate, "finish_batch_on_device", recording_finish)  # the loop imports it at call time
+        patch.setattr(loop, "finish_batch_on_device", recording_finish)  # the name the training step calls
         recipe = helpers.tiny_recipe(*curriculum_args(), "train.save_steps=2", "train.keep_last=100")
-        run_training(recipe, out, console=Console(file=console, width=200))
+        loop.run_training(recipe, out, console=Console(file=console, width=200))
     return {"out": out, "seen": seen, "console": console.getvalue(), "recipe": recipe,
             "probabilities": probabilities}
 

@@ -28,7 +28,7 @@ import typer
 from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, console, err_console, load_quietly, progress_bar,
                                   user_errors)
 
-SPLITS = ("train", "val", "test", "all")
+SPLIT_CHOICES = ("train", "val", "test", "all")
 WORST = 10  # worst samples shown after the summary table
 
 
@@ -77,8 +77,8 @@ def _data_config(dataset: str | None, recipe: Path | None, classes: list[str] | 
 def _records(splits, split: str) -> list:
     from banglaocr.errors import UserError
 
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in SPLIT_CHOICES:
+        raise UserError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     if split == "all":
         return splits.train + splits.val + splits.test
     return splits.split(split)
@@ -90,25 +90,21 @@ def evaluate(model: str, adapter: str | None, records: list, batch_size: int, nu
     of the images that could not be decoded)."""
     from banglaocr.data.sources import SkipReport, unreadable_reason
     from banglaocr.errors import UserError
-    from banglaocr.infer import read_images
-    from banglaocr.metrics import aggregate_scores, sample_scores
+    from banglaocr.evaluation import evaluate_records
 
     loaded, settings = load_quietly(model, adapter, precision, device)
-    rows, unreadable = [], SkipReport()
     start = time.perf_counter()
     with progress_bar(len(records), "eval", show=show_progress) as advance:
-        for reading in read_images(loaded.model, loaded.tokenizer, records, settings, batch_size=batch_size,
-                                   num_beams=num_beams, on_batch=advance):
-            record = reading.source
-            if reading.error is not None:
-                unreadable.add(unreadable_reason(reading.error), record.id)
-                continue
-            scores = sample_scores(record.text, reading.text)
-            rows.append({"id": record.id, "reference": record.text, "prediction": reading.text, **scores})
+        result = evaluate_records(loaded.model, loaded.tokenizer, records, settings, batch_size=batch_size,
+                                  num_beams=num_beams, on_batch=advance)
+    unreadable = SkipReport()
+    for sample_id, error in result.unreadable:
+        unreadable.add(unreadable_reason(error), sample_id)
+    rows = result.rows
     seconds = time.perf_counter() - start
-    if not rows:
+    if result.scores is None:
         raise UserError(f"no sample could be read ({unreadable.summary()})")
-    scores = aggregate_scores(rows)
+    scores = dict(result.scores)
     network = loaded.model
     parameter = next(network.parameters())
     scores.update({

@@ -74,10 +74,8 @@ def synth(
 
     Example: banglaocr synth --out synth-data --n 5000 --seed 1 --holdout-font Lohit-Bengali
     """
-    from rich.table import Table
-
     from banglaocr.config import HandConfig
-    from banglaocr.data.synth import SPLITS, write_synthetic_dataset
+    from banglaocr.data.synth import write_synthetic_dataset
 
     with user_errors():
         result = write_synthetic_dataset(
@@ -85,6 +83,15 @@ def synth(
             short_fraction=short_fraction, only_fonts=font or None, clean=clean,
             hand=HandConfig(slant=slant, pen=pen, wobble=wobble),
         )
+
+    _print_result(result)
+
+
+def _print_result(result: dict) -> None:
+    """Images per font and split, and the time it took."""
+    from rich.table import Table
+
+    from banglaocr.data.synth import SPLITS
 
     table = Table(title=f"synthetic word images in {result['out_dir']}")
     table.add_column("font")

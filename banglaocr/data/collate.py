@@ -41,7 +41,8 @@ import torch
 from PIL import Image
 
 from banglaocr.config import AugmentConfig
-from banglaocr.data.pixels import MERGE_SIZE, augment_batch, image_grid, images_to_batch, patchify
+from banglaocr.data.augment import augment_batch
+from banglaocr.data.pixels import MERGE_SIZE, image_grid, images_to_batch, patchify
 from banglaocr.model.tokenizers import special_token_ids
 
 IGNORE_INDEX = -100
@@ -179,21 +180,6 @@ def generation_batch(tokenizer, prompt: str, image_grid_thw: torch.Tensor | list
         "mm_token_type_ids": _pad([types for _, types in rows], 0, left=True),
         "lengths": lengths,
     }
-
-
-def sequence_lengths(tokenizer, prompt: str, answers: list[str], image_tokens: list[int]) -> list[int]:
-    """Training sequence lengths (tokens) without building a batch: for length-grouped batching.
-
-    `image_tokens[i]` is `pixels.visual_tokens(height, width)` of sample i's resized image.
-
-    >>> from banglaocr.model.tokenizers import build_char_tokenizer
-    >>> sequence_lengths(build_char_tokenizer(), "লেখো", ["কলম", ""], [2, 1])
-    [32, 28]
-    """
-    parts = chat_parts(tokenizer, prompt)
-    answer_ids = tokenizer(list(answers), add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    tail = len(parts.end) + len(parts.after_end)
-    return [parts.prompt_length(count) + len(ids) + tail for ids, count in zip(answer_ids, image_tokens)]
 
 
 @dataclass

@@ -341,6 +341,73 @@ def _default_workers(n: int) -> int:
     return max(1, min(cpus, n // MIN_IMAGES_PER_WORKER))
 
 
+def _choose_fonts(fonts_dir: Path | str | None, only_fonts: list[str] | None, holdout_font: str | None,
+                  needs_train_font: bool) -> list[Path]:
+    """The fonts to render with (`only_fonts` of the folder's, else all), each checked to load."""
+    fonts = find_fonts(fonts_dir) if fonts_dir is not None else bundled_fonts()
+    names = [font_name(p) for p in fonts]
+    if only_fonts:
+        unknown = [name for name in only_fonts if name not in names]
+        if unknown:
+            raise UserError(f"font '{unknown[0]}' is not among the fonts: {', '.join(names)}")
+        fonts = [p for p in fonts if font_name(p) in only_fonts]
+        names = [font_name(p) for p in fonts]
+    if holdout_font is not None and holdout_font not in names:
+        raise UserError(f"holdout font '{holdout_font}' is not among the fonts: {', '.join(names)}")
+    if needs_train_font and all(name == holdout_font for name in names):
+        raise UserError(f"holdout font '{holdout_font}' is the only font; train needs at least one other")
+    for path in fonts:
+        load_font(path, FONT_SIZE[0])  # fail on a broken font file now, not in a worker halfway through
+    return fonts
+
+
+def _render_all(jobs: list[tuple], workers: int) -> None:
+    """Render every job (`_render_to_file`), in `workers` processes; the files do not depend on `workers`."""
+    if workers == 1:
+        for job in jobs:
+            _render_to_file(job)
+        return
+    with multiprocessing.get_context().Pool(workers) as pool:
+        for _ in pool.imap_unordered(_render_to_file, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
+            pass
+
+
+def _plan_jobs(out: Path, n: int, seed: int, words: list[str], fonts: list[Path], holdout_font: str | None,
+               sizes: dict[str, int], short_fraction: float, clean: bool, hand: HandConfig | None):
+    """Which word, font and split each image gets: (render jobs, metadata rows per split, counts per font)."""
+    names = [font_name(p) for p in fonts]
+    train_fonts = [p for p in fonts if font_name(p) != holdout_font]
+    # The plan (which word, which font, which split) comes from the seed's own stream; the pixels of
+    # sample i from (seed, i). Splits take consecutive indices, words are dealt from one permutation.
+    plan_rng = np.random.default_rng(np.random.SeedSequence(seed))
+    word_order = plan_rng.permutation(len(words))
+    # Drawn from a stream of its own, and only when asked for: the word plan stays the same.
+    short_rng = np.random.default_rng(np.random.SeedSequence([seed, 1])) if short_fraction > 0 else None
+    shorts = short_items()
+    digits = max(6, len(str(n - 1)))
+    jobs, rows = [], {split: [] for split in SPLITS}
+    counts = {name: dict.fromkeys(SPLITS, 0) for name in names}
+    index = 0
+    for split in SPLITS:
+        pool = [train_fonts[i] for i in plan_rng.permutation(len(train_fonts))]
+        if split != "train" and holdout_font is not None:
+            # First in the deal, so a held-out font is in val and test whenever they hold any image.
+            pool.insert(0, fonts[names.index(holdout_font)])
+        # Fonts dealt round-robin (balanced counts; which fonts get the remainder is random), then shuffled.
+        split_fonts = [pool[i % len(pool)] for i in range(sizes[split])]
+        plan_rng.shuffle(split_fonts)
+        for font_path in split_fonts:
+            word = words[word_order[index % len(words)]]
+            if short_rng is not None and short_rng.random() < short_fraction:
+                word = shorts[int(short_rng.integers(len(shorts)))]
+            file_name = f"{index:0{digits}d}.png"
+            jobs.append((seed, index, word, str(font_path), str(out / split / file_name), clean, hand))
+            rows[split].append({"file_name": file_name, "text": word, "font": font_name(font_path)})
+            counts[font_name(font_path)][split] += 1
+            index += 1
+    return jobs, rows, counts
+
+
 def write_synthetic_dataset(
     out_dir: Path | str,
     n: int,
@@ -382,63 +449,14 @@ def write_synthetic_dataset(
     if not 0.0 <= short_fraction <= 1.0:
         raise UserError(f"short fraction: need a number in [0, 1], got {short_fraction}")
     sizes = _split_sizes(n, splits)
-    fonts = find_fonts(fonts_dir) if fonts_dir is not None else bundled_fonts()
-    names = [font_name(p) for p in fonts]
-    if only_fonts:
-        unknown = [name for name in only_fonts if name not in names]
-        if unknown:
-            raise UserError(f"font '{unknown[0]}' is not among the fonts: {', '.join(names)}")
-        fonts = [p for p in fonts if font_name(p) in only_fonts]
-        names = [font_name(p) for p in fonts]
-    if holdout_font is not None and holdout_font not in names:
-        raise UserError(f"holdout font '{holdout_font}' is not among the fonts: {', '.join(names)}")
-    train_fonts = [p for p in fonts if font_name(p) != holdout_font]
-    if sizes["train"] and not train_fonts:
-        raise UserError(f"holdout font '{holdout_font}' is the only font; train needs at least one other")
-    for path in fonts:
-        load_font(path, FONT_SIZE[0])  # fail on a broken font file now, not in a worker halfway through
+    fonts = _choose_fonts(fonts_dir, only_fonts, holdout_font, needs_train_font=sizes["train"] > 0)
     words = read_words(words_file) if words_file is not None else bundled_words()
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
 
-    # The plan (which word, which font, which split) comes from the seed's own stream; the pixels of
-    # sample i from (seed, i). Splits take consecutive indices, words are dealt from one permutation.
-    plan_rng = np.random.default_rng(np.random.SeedSequence(seed))
-    word_order = plan_rng.permutation(len(words))
-    # Drawn from a stream of its own, and only when asked for: the word plan stays the same.
-    short_rng = np.random.default_rng(np.random.SeedSequence([seed, 1])) if short_fraction > 0 else None
-    shorts = short_items()
-    digits = max(6, len(str(n - 1)))
-    jobs, rows = [], {split: [] for split in SPLITS}
-    counts = {name: dict.fromkeys(SPLITS, 0) for name in names}
-    index = 0
-    for split in SPLITS:
-        pool = [train_fonts[i] for i in plan_rng.permutation(len(train_fonts))]
-        if split != "train" and holdout_font is not None:
-            # First in the deal, so a held-out font is in val and test whenever they hold any image.
-            pool.insert(0, fonts[names.index(holdout_font)])
-        # Fonts dealt round-robin (balanced counts; which fonts get the remainder is random), then shuffled.
-        split_fonts = [pool[i % len(pool)] for i in range(sizes[split])]
-        plan_rng.shuffle(split_fonts)
-        for font_path in split_fonts:
-            word = words[word_order[index % len(words)]]
-            if short_rng is not None and short_rng.random() < short_fraction:
-                word = shorts[int(short_rng.integers(len(shorts)))]
-            file_name = f"{index:0{digits}d}.png"
-            jobs.append((seed, index, word, str(font_path), str(out / split / file_name), clean, hand))
-            rows[split].append({"file_name": file_name, "text": word, "font": font_name(font_path)})
-            counts[font_name(font_path)][split] += 1
-            index += 1
+    jobs, rows, counts = _plan_jobs(out, n, seed, words, fonts, holdout_font, sizes, short_fraction, clean, hand)
 
-    workers = _default_workers(n) if workers is None else max(1, workers)
-    if workers == 1:
-        for job in jobs:
-            _render_to_file(job)
-    else:
-        with multiprocessing.get_context().Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_to_file, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
-                pass
-
+    _render_all(jobs, _default_workers(n) if workers is None else max(1, workers))
     for split in SPLITS:
         with open(out / split / "metadata.jsonl", "w", encoding="utf-8") as f:
             for row in rows[split]:

@@ -201,7 +201,7 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
     banglaocr.errors.UserError: model folder not found: /no/such/folder
     """
     # A shipped name (`tiny`) loads from the package; the name itself is what adapters record as their base.
-    adapter_folder = _adapter_folder(model_source(model_cfg.name_or_path)) if model_cfg.init == "pretrained" else None
+    adapter_folder = as_adapter_folder(model_source(model_cfg.name_or_path)) if model_cfg.init == "pretrained" else None
     if lora_cfg is None and adapter_folder is None and model_cfg.quantization is not None:
         raise UserError("model.quantization needs LoRA: a quantised base cannot be fully fine-tuned "
                         "(set a lora section or model.quantization=null)")
@@ -248,7 +248,7 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
             param.requires_grad_(True)
     if lora_cfg is not None and dtype != torch.float32:
         _upcast_trainable(model)
-    return LoadedModel(model=model, tokenizer=tokenizer, config=_unwrap(model).config,
+    return LoadedModel(model=model, tokenizer=tokenizer, config=core_model(model).config,
                        is_peft=lora_cfg is not None or adapter_folder is not None,
                        base_name_or_path=base_name)
 
@@ -358,7 +358,8 @@ def _load_tokenizer(model_cfg: ModelConfig, name: str):
 # --------------------------------------------------------------------------- adapters
 
 
-def _adapter_folder(name: str) -> Path | None:
+def as_adapter_folder(name: str) -> Path | None:
+    """`name` as a saved PEFT adapter folder (`adapter_config.json` inside), else None (a model or hub id)."""
     path = Path(name).expanduser()
     return path if (path / "adapter_config.json").is_file() else None
 
@@ -430,8 +431,8 @@ def _keep_vision_tower_in_fp32(model) -> None:
     visual.forward = types.MethodType(_forward_without_autocast, visual)
 
 
-def _unwrap(model):
-    """The transformers model inside a PeftModel (LoRA layers included)."""
+def core_model(model):
+    """The transformers model inside a PeftModel (LoRA layers included); the model itself otherwise."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 

@@ -14,22 +14,18 @@ Old checkpoints are removed only after the new one is in place (`keep_last`).
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
->>> with atomic_folder(root / "step-1") as tmp:
-...     _ = (tmp / "state.json").write_text("{}")
->>> sorted(p.name for p in root.iterdir())
-['step-1']
+>>> for step in (1, 2, 3):
+...     (root / f"step-{step}").mkdir(); _ = (root / f"step-{step}" / "training_state.pt").write_bytes(b"")
+>>> [p.name for p in rotate_checkpoints(root, keep_last=2)], [p.name for p in list_checkpoints(root)]
+(['step-1'], ['step-2', 'step-3'])
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import random
 import re
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -37,42 +33,6 @@ import torch
 from banglaocr.errors import UserError
 
 STEP_PATTERN = re.compile(r"^step-(\d+)$")
-
-
-def commit_folder(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary folder into place, replacing `final` if it exists."""
-    if final.exists():
-        # Move the old folder aside first so that at every instant one complete folder exists
-        # under a known name (a kill between the two renames leaves `.old-NAME`, still whole).
-        old = final.parent / f".old-{final.name}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
-def fresh_tmp_folder(final: Path) -> Path:
-    """An empty `.tmp-NAME` sibling of `final` (left-overs of a killed write are removed)."""
-    tmp = final.parent / f".tmp-{final.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-@contextlib.contextmanager
-def atomic_folder(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; rename it to `final` when the block finishes cleanly."""
-    final = Path(final)
-    tmp = fresh_tmp_folder(final)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    commit_folder(tmp, final)
 
 
 def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
@@ -132,7 +92,3 @@ def restore_rng_state(state: dict, augment_generator: torch.Generator | None = N
         torch.cuda.set_rng_state_all(state["cuda"])
     if augment_generator is not None and state.get("augment") is not None:
         augment_generator.set_state(state["augment"])
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -1,10 +1,12 @@
-"""The training loop, written out: setup -> fit (with evaluation by generation) -> test -> save.
+"""The training run, written out: `TrainingRun` - setup, train_step, validate, save_checkpoint, finish.
 
-No Trainer class. accelerate does device placement, mixed precision (autocast + GradScaler for
-fp16), DDP (the model goes through `accelerator.prepare`), trackers and collectives; everything
-else is here, in the order it happens.
+No Trainer base class and no callbacks: `run_training` at the bottom is the whole loop, and each
+method of `TrainingRun` is one phase of it, in the order it happens. accelerate does device
+placement, mixed precision (autocast + GradScaler for fp16), DDP (the model goes through
+`accelerator.prepare`), trackers and collectives; everything else is here. Everything that changes
+as training goes and must survive a restart is ONE dataclass, `RunState`, which checkpoints save.
 
-One optimizer step:
+One optimizer step (`train_step`):
 1. take `grad_accum_steps` micro-batches of this process (the stream is deterministic: see
    `batches.py`), count their supervised tokens and all-reduce the count - ONE sync point that
    also carries the stop flag (SIGTERM/SIGINT), so all processes stop at the same step;
@@ -17,6 +19,7 @@ One optimizer step:
    GradScaler decides), scheduler step (the schedule counts optimizer steps), zero grads;
 4. with a curriculum (`data.curriculum`, see `curriculum.py`): all-reduce the step's loss, update
    the smoothed loss and, when the stage's rule says so, restart the data stream on the next stage.
+Then `run_training` logs, validates (`validate`: generation on the val split) and checkpoints.
 
 >>> from banglaocr.config import load_recipe
 >>> recipe = load_recipe("cpu_demo", ["train.max_steps=2", "data.synth.n=40"])
@@ -30,27 +33,42 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import signal
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from rich.console import Console
+from safetensors.torch import load_file, save_file
+from transformers.utils import logging as transformers_logging
 
 from banglaocr.config import Recipe, save_recipe
+from banglaocr.confusion import ConfusionStats, char_weights
+from banglaocr.data.collate import Collator, finish_batch_on_device
+from banglaocr.data.sources import SkipReport, load_splits, resolve_source, unreadable_reason
 from banglaocr.errors import UserError
-from banglaocr.train.loss import IGNORE_INDEX, lm_loss_sum
-
-if TYPE_CHECKING:  # imported inside the functions that use it
-    from banglaocr.infer import ReadSettings
+from banglaocr.evaluation import Evaluation, evaluate_records
+from banglaocr.files import atomic_folder, atomic_write, commit_folder, fresh_tmp_folder, write_json
+from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
+from banglaocr.model.factory import core_model, load_model, save_model_folder, trainable_parameter_summary
+from banglaocr.model.shipped import model_source
+from banglaocr.train import checkpoint as ckpt
+from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages
+from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_augment, should_advance,
+                                        stage_indices, stage_seed)
+from banglaocr.train.loss import batch_token_weights, lm_loss_sum, supervised_token_count
+from banglaocr.train.optim import build_optimizer
+from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
+from banglaocr.train.schedule import build_scheduler
 
 
 class TrainingInterrupted(Exception):
     """Raised after a SIGTERM/SIGINT: a checkpoint was saved; `--resume auto` continues."""
-
     def __init__(self, signal_name: str, step: int, checkpoint: Path):
         super().__init__(f"stopped by {signal_name} after step {step}; checkpoint saved to {checkpoint}; "
                          "continue with --resume auto")
@@ -64,20 +82,15 @@ class SupervisedLossModel(torch.nn.Module):
     The model never computes its own loss (no `labels` go in), and full-vocabulary logits are
     never built for the prompt and image positions: memory is O(answer tokens x vocab).
     """
-
     def __init__(self, model: torch.nn.Module, focal_gamma: float, label_smoothing: float):
         super().__init__()
         self.model = model
         self.focal_gamma = focal_gamma
         self.label_smoothing = label_smoothing
 
-    def core(self) -> torch.nn.Module:
-        """The Qwen3VLForConditionalGeneration (with LoRA layers injected, under peft)."""
-        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-
     def forward(self, inputs: dict, labels: torch.Tensor, token_weights: torch.Tensor | None = None,
                 confusion_weight: float = 0.0) -> torch.Tensor:
-        core = self.core()
+        core = core_model(self.model)
         hidden = core.model(**inputs).last_hidden_state  # the final norm is already applied
         return lm_loss_sum(hidden, labels, core.lm_head, token_weights=token_weights,
                            confusion_weight=confusion_weight, focal_gamma=self.focal_gamma,
@@ -87,7 +100,6 @@ class SupervisedLossModel(torch.nn.Module):
 @dataclass
 class RunState:
     """Everything that changes as training goes and must survive a restart (saved in checkpoints)."""
-
     step: int = 0
     batches_consumed: int = 0  # global micro-batches drawn from the stream (with a curriculum: the stage's)
     nonfinite_steps: int = 0
@@ -104,23 +116,17 @@ class RunState:
     val_cer_before: float | None = None  # eval.before_training: the starting model's val CER
 
 
-def _base_read_settings(recipe: Recipe) -> ReadSettings | None:
-    """The image budget and prompt a pretrained starting model was trained with (its banglaocr.json)."""
-    from banglaocr.infer import load_read_settings
-    from banglaocr.model.shipped import model_source
-
-    if recipe.model.init != "pretrained":
-        return None
-    folder = Path(model_source(recipe.model.name_or_path)).expanduser()
-    try:
-        return load_read_settings(folder) if folder.is_dir() else None
-    except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign file: nothing to compare
-        return None
+@dataclass
+class LogWindow:
+    """What the steps since the last log row added up to (not saved: a resumed run opens a new window)."""
+    loss: torch.Tensor  # summed token losses, on the device (read only at log steps: no sync per step)
+    tokens: float = 0.0
+    samples: int = 0
+    started: float = field(default_factory=time.perf_counter)
 
 
 class StopSignal:
     """Turns SIGTERM / SIGINT into a flag the loop checks at the next step boundary."""
-
     def __init__(self):
         self.received: str | None = None
         self._previous = {}
@@ -141,7 +147,560 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
-# --------------------------------------------------------------------------- setup helpers
+def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: str | None = None,
+                 console: Any = None) -> dict:
+    """Train as `recipe` says; return the summary (also written to `output_dir/summary.json`)."""
+    run = TrainingRun(recipe, output_dir, resume, console)
+    run.setup()
+    cfg = run.cfg
+    with StopSignal() as stop, run.live_progress():
+        if recipe.eval.before_training and run.splits.val and run.state.step == 0:
+            # The starting model's score: the "before" of a fine-tune (step 0 of metrics.jsonl).
+            run.validate(None, run.scheduler.get_last_lr()[0])
+            run.state.val_cer_before = run.state.last_val_cer
+        run.wrapper.train()
+        while run.state.step < cfg.max_steps:
+            step_lr, stage_row = run.train_step(stop)
+            step = run.state.step
+            final_step = step == cfg.max_steps
+            if cfg.log_steps and step % cfg.log_steps == 0 or final_step:
+                run.log_window(step_lr, stage_row)
+            run.progress.update(run.task, completed=step)
+            if run.splits.val and (cfg.eval_steps and step % cfg.eval_steps == 0 or final_step):
+                run.validate(run.last_loss, step_lr)
+            run.state.train_time_s = time.perf_counter() - run.run_start
+            if cfg.save_steps and step % cfg.save_steps == 0 or final_step:
+                run.save_checkpoint()
+    return run.finish()
+
+
+class TrainingRun:
+    """One training run: the recipe, the accelerator, the model, the data stream and the `RunState`.
+
+    Methods in the order a run calls them: `setup`, then per step `train_step`, `log_window`,
+    `validate`, `save_checkpoint`; `finish` at the end (final model, test split, summary).
+    """
+    def __init__(self, recipe: Recipe, output_dir: str | Path | None, resume: str | None, console: Any):
+
+        transformers_logging.disable_progress_bar()  # "Writing model shards" bars would break the live display
+        if output_dir is not None:  # the saved recipe names the folder the run really wrote to
+            recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, output_dir=str(output_dir)))
+        self.recipe, self.cfg = recipe, recipe.train
+        self.output_dir = Path(self.cfg.output_dir)
+        self.console = console or Console()
+        self.resume = resume
+        self.state = RunState()
+        self.last_loss: float | None = None  # the loss of the last log row
+        self.best_weights: dict | None = None  # trainable weights of the best validation so far (for the test)
+        self.char_weight_table: dict | None = None  # confusion weights of the last validation
+        self.last_good_batch: dict | None = None
+        self.last_saved_step = -1
+
+    def say(self, *args, **kwargs) -> None:
+        """Print on the main process only."""
+        if self.accelerator.is_main_process:
+            self.console.print(*args, **kwargs)
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        """Accelerator, data, model, optimizer, resume: everything before the first step."""
+        self.resume_from = ckpt.resolve_resume(self.resume, self.output_dir)
+        _check_output_dir(self.output_dir, resuming=self.resume is not None)
+        self._setup_accelerator()
+        if self.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_recipe(self.recipe, self.output_dir / "recipe.yaml")
+        set_seed(self.cfg.seed)
+        self._setup_data()
+        set_seed(self.cfg.seed)  # the same random init on every process, whatever the data code drew
+        self._setup_model()
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+        self._setup_logging()
+        self._setup_stream()
+        if self.state.confusion and self.recipe.loss.confusion_weight > 0:
+            self.char_weight_table = _char_weights(self.state.confusion, self.recipe.loss.confusion_cap)
+        self.last_saved_step = self.state.step if self.resume_from is not None else -1
+        self.window = LogWindow(loss=torch.zeros((), device=self.device, dtype=torch.float64))
+        self.run_start = time.perf_counter() - self.state.train_time_s
+
+    def _setup_accelerator(self) -> None:
+
+        self.use_tensorboard = _tensorboard_available()
+        self.accelerator = Accelerator(mixed_precision=_mixed_precision(self.cfg.precision),
+                                       log_with="tensorboard" if self.use_tensorboard else None,
+                                       project_dir=str(self.output_dir))
+        self.main = self.accelerator.is_main_process
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        if self.recipe.model.device_map is not None and self.world > 1:
+            raise UserError("model.device_map=auto splits ONE process over the GPUs; do not combine it with "
+                            "multi-process (DDP) launches - use one or the other")
+
+    def _setup_data(self) -> None:
+        """Rendered / downloaded once (main process first), then read by everyone."""
+        with self.accelerator.main_process_first():
+            data_cfg = resolve_source(self.recipe.data, self.output_dir)
+            self.splits = load_splits(data_cfg)
+        splits = self.splits
+        self.say(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test from "
+                 f"{data_cfg.source}; {splits.skipped.summary()}")
+
+    def _setup_model(self) -> None:
+        """Model (+ LoRA), the loss wrapper, optimizer and schedule, through `accelerator.prepare`."""
+        recipe, cfg = self.recipe, self.cfg
+        self.loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
+        trainable, total = trainable_parameter_summary(self.loaded.model)
+        self.say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
+                 f"{trainable / 1e6:.2f} M trainable ({'LoRA' if self.loaded.is_peft else 'full fine-tune'})")
+        wrapper = SupervisedLossModel(self.loaded.model, recipe.loss.focal_gamma, recipe.loss.label_smoothing)
+        optimizer = build_optimizer(wrapper.model, cfg)
+        self.scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.scheduler)
+        if self.resume_from is not None:  # before prepare: DDP broadcasts rank 0's weights at wrap time
+            load_trainable_state(wrapper.model, load_file(str(self.resume_from / "trainable.safetensors")))
+        if recipe.model.device_map is None:
+            self.wrapper, self.optimizer = self.accelerator.prepare(wrapper, optimizer)
+            self.device = self.accelerator.device
+        else:
+            self.wrapper, self.optimizer = wrapper, self.accelerator.prepare(optimizer)
+            self.device = next(wrapper.parameters()).device
+        self.inner = self.accelerator.unwrap_model(self.wrapper)
+        self.params = [p for p in self.wrapper.parameters() if p.requires_grad]
+        self.augment_generator = torch.Generator().manual_seed(cfg.seed * 7919 + 17 + self.rank)
+        self.settings = ReadSettings(image=recipe.data.image, prompt=recipe.data.prompt,
+                                     max_new_tokens=recipe.eval.max_new_tokens)
+        self._note_base_settings()
+
+    def _note_base_settings(self) -> None:
+        base = _base_read_settings(self.recipe)
+        settings = self.settings
+        if base is not None and (base.image, base.prompt) != (settings.image, settings.prompt):
+            # Legal (a new budget is a new task), but usually an oversight that costs the base's skill.
+            self.say(f"[yellow]note: {self.recipe.model.name_or_path} was trained with image {base.image} and "
+                     f"prompt '{base.prompt}'; this recipe uses image {settings.image} and prompt "
+                     f"'{settings.prompt}'[/]")
+
+    def _restore(self, folder: Path) -> None:
+        """Optimizer, scheduler, GradScaler, `RunState` and this process's RNG states from a checkpoint."""
+        saved = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.accelerator.scaler is not None and saved.get("scaler") is not None:
+            self.accelerator.scaler.load_state_dict(saved["scaler"])
+        self.state = RunState(**saved["run_state"])
+        rng_file = folder / f"rng-rank{self.rank}.pt"
+        if rng_file.is_file():
+            ckpt.restore_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False),
+                                   self.augment_generator)
+        self.say(f"resumed from {folder} at step {self.state.step}")
+
+    def _setup_logging(self) -> None:
+        """metrics.jsonl (cut back to the checkpoint's step on resume), TensorBoard, the skip report."""
+        self.metrics_log = MetricsLog(self.output_dir / "metrics.jsonl")
+        if self.main:
+            if self.resume_from is not None:
+                self.metrics_log.truncate_after(self.state.step)
+            elif self.metrics_log.path.exists():
+                self.metrics_log.path.unlink()
+        if self.use_tensorboard:
+            self.accelerator.init_trackers("tensorboard")
+        self.skip_report = SkipReport()
+        self.skip_report.merge(self.splits.skipped)
+        self.counted_unreadable = {tuple(pair) for pair in self.state.skipped_examples}
+        for reason, sample_id in self.state.skipped_examples:  # counted before a resume
+            self.skip_report.add(reason, sample_id)
+
+    def count_unreadable(self, sample_id: str, error: str) -> None:
+        """Count an image that failed to decode ONCE per run: later epochs and evaluations meet it
+        again, and a resumed run restores what was counted before the interruption."""
+        reason = unreadable_reason(error)
+        if (reason, sample_id) in self.counted_unreadable:
+            return
+        self.counted_unreadable.add((reason, sample_id))
+        self.state.skipped_examples.append([reason, sample_id])  # saved in checkpoints
+        self.state.skipped_samples = len(self.state.skipped_examples)
+        self.skip_report.add(reason, sample_id)
+
+    # ------------------------------------------------------------------ the data stream (and its curriculum)
+
+    def _setup_stream(self) -> None:
+        """This process's micro-batch stream, at `state.batches_consumed` (of the current curriculum stage).
+
+        Curriculum (data.curriculum): each stage streams ITS samples with its own seed from micro-batch 0
+        (state.batches_consumed counts within the stage), so the data after a stage change depends on the
+        stage alone and a checkpoint (stage + batches consumed) resumes exactly. Every stage's selection
+        is made now: a stage that selects nothing fails here, not hours into the run.
+        """
+        self.stages = self.recipe.data.curriculum
+        if self.stages is not None:
+            self.stage_subsets = [stage_indices(self.splits.train, stage, index)
+                                  for index, stage in enumerate(self.stages)]
+            self.curriculum = CurriculumState.from_dict(self.state.curriculum, self.stages)
+            self.state.curriculum = self.curriculum.as_dict()
+            self._announce_stage()
+        self._open_stream()
+
+    def _announce_stage(self) -> None:
+
+        index = self.curriculum.stage
+        self.say(describe_stage(self.stages[index], index, len(self.stages), len(self.stage_subsets[index])))
+
+    def _open_stream(self) -> None:
+        """`self.batches` from `state.batches_consumed` on, and `self.augment_cfg` of the current stage."""
+        cfg, recipe = self.cfg, self.recipe
+        if self.stages is None:
+            records, seed, self.augment_cfg = self.splits.train, cfg.seed, recipe.augment
+        else:
+            stage = self.curriculum.stage
+            records = [self.splits.train[i] for i in self.stage_subsets[stage]]
+            seed = stage_seed(cfg.seed, stage)
+            self.augment_cfg = scaled_augment(recipe.augment, self.stages[stage].augment_strength)
+        stream = BatchStream(lengths=[len(r.text) for r in records], batch_size=cfg.batch_size,
+                             seed=seed, group_by_length=cfg.group_by_length, rank=self.rank, world_size=self.world)
+        loader = torch.utils.data.DataLoader(
+            WordImages(records, recipe.data.image),
+            batch_sampler=stream.iterate(self.state.batches_consumed),
+            collate_fn=SkippingCollator(Collator(self.loaded.tokenizer, recipe.data.prompt, train=True)),
+            num_workers=recipe.data.num_workers, pin_memory=torch.cuda.is_available(),
+            # Its own generator: creating the iterator draws a worker base seed, which would otherwise come
+            # from the global torch RNG that dropout uses - right after a resume restored it (not exact).
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.batches = iter(loader)
+
+    # ------------------------------------------------------------------ one optimizer step
+
+    def train_step(self, stop: StopSignal) -> tuple[float, dict]:
+        """One optimizer step (module docstring, 1-4); returns the rate it used and the curriculum's log fields."""
+        micro = self._draw_micro_batches()
+        step_tokens = self._sync_step_tokens(micro, stop)
+        step_loss = self._forward_backward(micro, step_tokens)
+        step_lr = self._optimizer_step()
+        self.window.loss += step_loss
+        self.window.tokens += step_tokens
+        stage_row = self._curriculum_after_step(step_loss, step_tokens) if self.stages is not None else {}
+        return step_lr, stage_row
+
+    def _draw_micro_batches(self) -> list[tuple[dict, float]]:
+        """This process's `grad_accum_steps` micro-batches, as (batch, weight) pairs."""
+        micro = []
+        for _ in range(self.cfg.grad_accum_steps):
+            batch = next(self.batches)
+            self.state.batches_consumed += self.world
+            for sample_id, reason in batch["skipped"]:
+                self.count_unreadable(sample_id, reason)
+            if "input_ids" in batch:
+                self.last_good_batch = batch
+                micro.append((batch, 1.0))
+            elif self.last_good_batch is not None:
+                # Every sample of this micro-batch failed to decode: run a zero-weight pass so
+                # all processes still make the same number of collective calls.
+                micro.append((self.last_good_batch, 0.0))
+        return micro
+
+    def _sync_step_tokens(self, micro: list[tuple[dict, float]], stop: StopSignal) -> float:
+        """The step's supervised tokens over ALL processes - the one sync point of the step, which also
+        carries the stop flag. On a stop: checkpoint and raise `TrainingInterrupted`."""
+        local_tokens = sum(int(supervised_token_count(batch["labels"])) * weight for batch, weight in micro)
+        flags = torch.tensor([float(local_tokens), 1.0 if stop.received else 0.0], device=self.device)
+        flags = self.accelerator.reduce(flags, reduction="sum") if self.world > 1 else flags
+        step_tokens, stop_now = float(flags[0]), bool(flags[1] > 0)
+        if stop_now:
+            # The micro-batches just drawn belong to a step that never runs: give them back, so the
+            # resumed run draws them again (nothing skipped).
+            self.state.batches_consumed -= self.cfg.grad_accum_steps * self.world
+            path = self.save_checkpoint() if self.last_saved_step != self.state.step else \
+                self.output_dir / "checkpoints" / f"step-{self.state.step}"
+            raise TrainingInterrupted(stop.received or "SIGTERM", self.state.step, path)
+        if step_tokens == 0:
+            raise UserError("a training step has no supervised tokens (every image unreadable?)")
+        return step_tokens
+
+    def _forward_backward(self, micro: list[tuple[dict, float]], step_tokens: float) -> torch.Tensor:
+        """Forward + backward of every micro-batch; returns the step's summed token loss (on the device)."""
+        loss_cfg, accelerator = self.recipe.loss, self.accelerator
+        use_confusion = self.char_weight_table is not None and self.state.step >= loss_cfg.confusion_start_step
+        scale = self.world / step_tokens
+        step_loss = torch.zeros((), device=self.device, dtype=torch.float64)
+        for index, (batch, weight) in enumerate(micro):
+            last = index == len(micro) - 1
+            sync = contextlib.nullcontext() if last or self.world == 1 else accelerator.no_sync(self.wrapper)
+            with sync:
+                with accelerator.autocast():
+
+                    inputs = finish_batch_on_device(batch, self.device, self.augment_cfg, self.augment_generator)
+                    labels = batch["labels"].to(self.device, non_blocking=True)
+                    token_weights = batch_token_weights(batch, self.char_weight_table) if use_confusion else None
+                    if token_weights is not None:
+                        token_weights = token_weights.to(self.device)
+                    loss_sum = self.wrapper(inputs, labels, token_weights,
+                                            loss_cfg.confusion_weight if use_confusion else 0.0)
+                accelerator.backward(loss_sum * (scale * weight))
+            step_loss += loss_sum.detach().double() * weight
+            self.window.samples += len(batch["texts"]) * self.world if weight else 0
+        return step_loss
+
+    def _optimizer_step(self) -> float:
+        """Clip, step (unless the gradient is not finite), schedule, zero; returns the rate this update used."""
+        cfg, state = self.cfg, self.state
+        grad_norm = self.accelerator.clip_grad_norm_(self.params,
+                                                     cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
+        if self.accelerator.scaler is not None:
+            self.optimizer.step()  # the GradScaler skips the update itself when gradients overflowed
+            skipped = self.accelerator.optimizer_step_was_skipped
+        else:
+            skipped = not bool(torch.isfinite(grad_norm))  # CPU-GPU sync (cheap next to the step)
+            if not skipped:
+                self.optimizer.step()
+        step_lr = self.scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():
+            # The schedule counts optimizer steps, skipped ones included (so the rate is a function of
+            # the step alone); torch warns when a skipped first step precedes the scheduler's step.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        if not skipped:
+            state.consecutive_nonfinite = 0
+            return step_lr
+        state.nonfinite_steps += 1
+        state.consecutive_nonfinite += 1
+        if state.consecutive_nonfinite >= cfg.max_nonfinite_steps:
+            raise UserError(
+                f"stopped at step {state.step}: {state.consecutive_nonfinite} optimizer steps in a row had "
+                "non-finite gradients (fp16 overflow? try train.precision=bf16 on GPUs that have it, a "
+                "lower train.lr, or check the data)")
+        return step_lr
+
+    def _curriculum_after_step(self, step_loss: torch.Tensor, step_tokens: float) -> dict:
+        """Smoothed loss and stage change, the same on every process; the log fields of the stage.
+
+        The step's mean token loss over ALL processes (one scalar all-reduce per step, only with a
+        curriculum): every process sees the same numbers, so all change stage at the same step. Per step
+        rather than per log window: the decision depends neither on train.log_steps nor on where a
+        resumed run's first log window starts, and the state is whole at every step.
+        """
+        total = self.accelerator.reduce(step_loss.clone(), reduction="sum") if self.world > 1 else step_loss
+        self.curriculum = self.curriculum.after_step(float(total) / step_tokens)
+        row = {"curriculum_stage": self.curriculum.stage, "curriculum_loss": self.curriculum.loss_ema}
+        if should_advance(self.stages, self.curriculum):
+            done = self.curriculum
+            smoothed = f"{done.loss_ema:.4f}" if done.loss_ema is not None else "-"
+            self.say(f"step {self.state.step}: curriculum stage [{done.stage}] done after {done.steps} "
+                     f"steps (smoothed loss {smoothed})")
+            self.curriculum = done.advanced()
+            self.state.batches_consumed = 0
+            self._open_stream()
+            self._announce_stage()
+        self.state.curriculum = self.curriculum.as_dict()  # before any checkpoint of this step
+        return row
+
+    # ------------------------------------------------------------------ logging and validation
+
+    def live_progress(self):
+        """The progress bar (main process), as a context manager for the loop."""
+        last_cer = self.state.last_val_cer
+        self.progress = make_progress(self.console)
+        self.task = self.progress.add_task("train", total=self.cfg.max_steps, completed=self.state.step, loss="-",
+                                           lr=f"{self.scheduler.get_last_lr()[0]:.2e}", speed="-",
+                                           val_cer=f"{last_cer:.3f}" if last_cer is not None else "-")
+        return self.progress if self.main else contextlib.nullcontext()
+
+    def log_row(self, row: dict) -> None:
+        """One metrics.jsonl row (main process) and the same numbers to TensorBoard."""
+        if self.main:
+            self.metrics_log.write(row)
+        if self.use_tensorboard:
+            self.accelerator.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))},
+                                 step=row["step"])
+
+    def log_window(self, step_lr: float, stage_row: dict) -> None:
+        """The log row of the steps since the last one: mean token loss over all processes, speed."""
+        window, accelerator = self.window, self.accelerator
+        total_loss = accelerator.reduce(window.loss.clone(), reduction="sum") if self.world > 1 else window.loss
+        elapsed = time.perf_counter() - window.started
+        self.last_loss = float(total_loss) / max(window.tokens, 1.0)
+        speed = window.samples / max(elapsed, 1e-9)
+        self.log_row({"step": self.state.step, "loss": self.last_loss, "lr": step_lr, "samples_per_s": speed,
+                      "elapsed_s": time.perf_counter() - self.run_start, **stage_row})
+        self.progress.update(self.task, loss=f"{self.last_loss:.4f}", lr=f"{step_lr:.2e}", speed=f"{speed:.1f}")
+        self.state.samples_seen += window.samples
+        window.loss.zero_()
+        window.tokens, window.samples, window.started = 0.0, 0, time.perf_counter()
+
+    def evaluate(self, records: list, max_samples: int | None = None) -> Evaluation:
+        """Generation on `records` (sharded over processes, gathered in order); unreadable images counted."""
+        chosen = records[:max_samples] if max_samples else records
+        with self.accelerator.autocast():
+            result = evaluate_records(self.inner.model, self.loaded.tokenizer, chosen, self.settings,
+                                      batch_size=self.recipe.eval.batch_size, num_beams=self.recipe.eval.num_beams,
+                                      process_index=self.rank, num_processes=self.world)
+        for sample_id, error in result.unreadable:
+            self.count_unreadable(sample_id, error)
+        if result.scores is None:
+            raise UserError(f"no image of the evaluation split could be read ({self.skip_report.summary()})")
+        return result
+
+    def validate(self, loss: float | None, lr: float) -> None:
+        """Score the validation split by generation: log it, update the confusion table, keep the best model."""
+        recipe, state = self.recipe, self.state
+        result = self.evaluate(self.splits.val, recipe.eval.max_samples)
+        scores, rows = result.scores, result.rows
+        state.last_val_cer = scores["cer"]
+        confusion = ConfusionStats().update([r["reference"] for r in rows], [r["prediction"] for r in rows])
+        state.confusion = confusion.to_dict()
+        if recipe.loss.confusion_weight > 0:
+            self.char_weight_table = _char_weights(state.confusion, recipe.loss.confusion_cap)
+        self.log_row({"step": state.step, "loss": loss, "lr": lr,
+                      **{f"val_{k}": scores[k] for k in ("cer", "mean_cer", "wer", "ger", "exact_match",
+                                                         "empty_predictions", "n")}})
+        self.progress.update(self.task, val_cer=f"{scores['cer']:.3f}")
+        self.say(f"step {state.step}: val CER {scores['cer']:.4f}  WER {scores['wer']:.4f}  "
+                 f"exact {scores['exact_match']:.3f}  empty {scores['empty_predictions']}  "
+                 f"(e.g. '{rows[0]['reference']}' -> '{rows[0]['prediction']}')")
+        if state.best_val_cer is None or scores["cer"] < state.best_val_cer:
+            state.best_val_cer, state.best_step = scores["cer"], state.step
+            self.best_weights = trainable_state(self.inner.model)
+            if self.main:
+                self._save_best()
+        self.wrapper.train()
+
+    # ------------------------------------------------------------------ saving
+
+    def save_model(self, folder: Path) -> None:
+        """A model folder that loads on its own (adapter or full weights, tokenizer, read settings, recipe)."""
+        with atomic_folder(folder) as tmp:
+            save_model_folder(self.loaded, tmp)
+            save_read_settings(tmp, self.settings)
+            save_recipe(self.recipe, tmp / "recipe.yaml")
+
+    def _save_best(self) -> None:
+        """best/ and checkpoints/best.safetensors (what the test split is scored with after a resume)."""
+        self.save_model(self.output_dir / "best")
+        best_file = self.output_dir / "checkpoints" / "best.safetensors"
+        best_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(best_file, lambda tmp: save_file(self.best_weights, str(tmp)))
+
+    def save_checkpoint(self) -> Path:
+        """checkpoints/step-N, written into a temporary folder and renamed into place when complete."""
+        state, accelerator = self.state, self.accelerator
+        final = self.output_dir / "checkpoints" / f"step-{state.step}"
+        tmp = final.parent / f".tmp-{final.name}"
+        if self.main:
+            fresh_tmp_folder(final)
+        accelerator.wait_for_everyone()
+        torch.save(ckpt.capture_rng_state(self.augment_generator), tmp / f"rng-rank{self.rank}.pt")
+        accelerator.wait_for_everyone()
+        if self.main:
+            save_model_folder(self.loaded, tmp / "model")
+            save_read_settings(tmp / "model", self.settings)
+            save_file(trainable_state(self.inner.model), str(tmp / "trainable.safetensors"))
+            scaler = accelerator.scaler
+            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "run_state": state.__dict__}, tmp / "training_state.pt")
+            save_recipe(self.recipe, tmp / "recipe.yaml")
+            write_json(tmp / "state.json", {"step": state.step, "best_val_cer": state.best_val_cer,
+                                            "best_step": state.best_step, "saved_at": time.time()})
+            commit_folder(tmp, final)
+            ckpt.rotate_checkpoints(final.parent, self.cfg.keep_last)
+        accelerator.wait_for_everyone()
+        self.last_saved_step = state.step
+        return final
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self) -> dict:
+        """final/, the test split scored with the BEST weights, summary.json, curves.png, the summary table."""
+        if self.main:
+            self.save_model(self.output_dir / "final")
+        test_scores = self._score_test_split()
+        self._gather_skipped()
+        state = self.state
+        summary = {
+            "steps": state.step, "train_time_s": state.train_time_s,
+            "samples_per_s": state.samples_seen / max(state.train_time_s, 1e-9),
+            "final_loss": self.last_loss, "best_step": state.best_step, "best_val_cer": state.best_val_cer,
+            "val_cer_before": state.val_cer_before, "val_cer_after": state.last_val_cer,
+            "test": test_scores, "skipped_samples": self.skip_report.total, "skipped": self.skip_report.as_dict(),
+            "nonfinite_steps": state.nonfinite_steps, "processes": self.world, "output_dir": str(self.output_dir),
+        }
+        if self.main:
+            write_json(self.output_dir / "summary.json", summary)
+            plot_curves(self.metrics_log.rows(), self.output_dir / "curves.png")
+            self.console.print(summary_table(summary))
+            if self.skip_report.total:
+                self.console.print(f"[yellow]{self.skip_report.summary()}[/]")
+        self.accelerator.wait_for_everyone()
+        # Last: besides closing the trackers, end_training destroys the process group (no collective after it).
+        self.accelerator.end_training()
+        return summary
+
+    def _score_test_split(self) -> dict | None:
+        """The test split with the best weights (then the final ones are put back); writes test_predictions.jsonl."""
+        if not self.splits.test:
+            return None
+        best_file = self.output_dir / "checkpoints" / "best.safetensors"
+        if self.best_weights is None and best_file.is_file():  # resumed after the best evaluation
+            self.best_weights = load_file(str(best_file))
+        final_weights = trainable_state(self.inner.model) if self.best_weights is not None else None
+        if self.best_weights is not None:
+            load_trainable_state(self.inner.model, self.best_weights)
+        result = self.evaluate(self.splits.test)
+        if self.main:
+            with (self.output_dir / "test_predictions.jsonl").open("w", encoding="utf-8") as handle:
+                for row in result.rows:
+                    handle.write(json.dumps({key: row[key] for key in ("id", "reference", "prediction", "cer")},
+                                            ensure_ascii=False) + "\n")
+        if final_weights is not None:
+            load_trainable_state(self.inner.model, final_weights)
+        return result.scores
+
+    def _gather_skipped(self) -> None:
+        """Images other processes failed to decode (their train shards) go into this process's report too."""
+        if self.world == 1:
+            return
+
+        mine = {tuple(pair) for pair in self.state.skipped_examples}
+        everyone = {tuple(pair) for pair in gather_object([tuple(pair) for pair in self.state.skipped_examples])}
+        for reason, sample_id in sorted(everyone - mine):
+            self.skip_report.add(reason, sample_id)
+
+
+# --------------------------------------------------------------------------- helpers of the run
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the parameters that train (what checkpoints and best.safetensors hold)."""
+    return {name: param.detach().to("cpu", copy=True).contiguous()
+            for name, param in model.named_parameters() if param.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy `trainable_state` values back into `model` (names must match: the same recipe's model)."""
+    params = dict(model.named_parameters())
+    missing = [name for name in state if name not in params]
+    if missing:
+        raise UserError(f"checkpoint does not match the model (e.g. {missing[0]}); was the recipe changed?")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+
+def _char_weights(confusion: dict, cap: float) -> dict[str, float]:
+
+    return char_weights(ConfusionStats.from_dict(confusion), cap)
+
+
+def _base_read_settings(recipe: Recipe):
+    """The image budget and prompt a pretrained starting model was trained with (its banglaocr.json)."""
+    if recipe.model.init != "pretrained":
+        return None
+    folder = Path(model_source(recipe.model.name_or_path)).expanduser()
+    try:
+        return load_read_settings(folder) if folder.is_dir() else None
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign file: nothing to compare
+        return None
 
 
 def _mixed_precision(precision: str) -> str:
@@ -169,487 +728,3 @@ def _check_output_dir(output_dir: Path, resuming: bool) -> None:
             (output_dir / "final").exists() or (output_dir / "metrics.jsonl").exists():
         raise UserError(f"{output_dir} already holds a training run; continue it with --resume auto, "
                         "or choose another --output-dir")
-
-
-def _batch_token_weights(batch: dict, char_weights: dict[str, float] | None) -> torch.Tensor | None:
-    """[B, T] weights laid out like `labels`: each supervised token gets its characters' weight."""
-    if not char_weights:
-        return None
-    from banglaocr.train.confusion import token_weights
-
-    labels = batch["labels"]
-    weights = torch.ones(labels.shape, dtype=torch.float32)
-    for row, (text, offsets) in enumerate(zip(batch["texts"], batch["answer_offsets"])):
-        positions = (labels[row] != IGNORE_INDEX).nonzero().flatten()
-        values = token_weights(text, offsets, char_weights)
-        if len(values) != len(positions):  # the collator's contract; a mismatch would misalign weights
-            raise RuntimeError(f"{len(values)} token weights for {len(positions)} supervised tokens")
-        weights[row, positions] = torch.tensor(values, dtype=torch.float32)
-    return weights
-
-
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: param.detach().to("cpu", copy=True).contiguous()
-            for name, param in model.named_parameters() if param.requires_grad}
-
-
-def _load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    missing = [name for name in state if name not in params]
-    if missing:
-        raise UserError(f"checkpoint does not match the model (e.g. {missing[0]}); was the recipe changed?")
-    with torch.no_grad():
-        for name, tensor in state.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
-
-
-# --------------------------------------------------------------------------- the run
-
-
-def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: str | None = None,
-                 console: Any = None) -> dict:
-    """Train as `recipe` says; return the summary (also written to `output_dir/summary.json`)."""
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object, set_seed
-    from rich.console import Console
-    from safetensors.torch import load_file, save_file
-
-    from banglaocr.data.collate import Collator, finish_batch_on_device
-    from banglaocr.data.sources import (SkipReport, UnreadableImage, load_splits, open_image, resolve_source,
-                                        unreadable_reason)
-    from banglaocr.infer import ReadSettings, generate_texts, save_read_settings
-    from banglaocr.metrics import aggregate_scores, sample_scores
-    from banglaocr.model.factory import load_model, save_model_folder, trainable_parameter_summary
-    from banglaocr.train import checkpoint as ckpt
-    from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages
-    from banglaocr.train.confusion import ConfusionStats, char_weights
-    from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_augment, should_advance,
-                                            stage_indices, stage_seed)
-    from banglaocr.train.optim import build_optimizer
-    from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
-    from banglaocr.train.schedule import build_scheduler
-
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # "Writing model shards" bars would break the live display
-    if output_dir is not None:  # the saved recipe names the folder the run really wrote to
-        recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, output_dir=str(output_dir)))
-    cfg = recipe.train
-    output_dir = Path(cfg.output_dir)
-    console = console or Console()
-    resume_from = ckpt.resolve_resume(resume, output_dir)
-    _check_output_dir(output_dir, resuming=resume is not None)
-
-    use_tensorboard = _tensorboard_available()
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.precision),
-                              log_with="tensorboard" if use_tensorboard else None, project_dir=str(output_dir))
-    main = accelerator.is_main_process
-    rank, world = accelerator.process_index, accelerator.num_processes
-    say = console.print if main else (lambda *a, **k: None)
-    if recipe.model.device_map is not None and world > 1:
-        raise UserError("model.device_map=auto splits ONE process over the GPUs; do not combine it with "
-                        "multi-process (DDP) launches - use one or the other")
-
-    if main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_recipe(recipe, output_dir / "recipe.yaml")
-    set_seed(cfg.seed)
-
-    # ---- data: rendered / downloaded once (main process first), then read by everyone
-    with accelerator.main_process_first():
-        data_cfg = resolve_source(recipe.data, output_dir)
-        splits = load_splits(data_cfg)
-    say(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test from "
-        f"{data_cfg.source}; {splits.skipped.summary()}")
-
-    # ---- model
-    set_seed(cfg.seed)  # the same random init on every process, whatever the data code drew
-    loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
-    tokenizer = loaded.tokenizer
-    trainable, total = trainable_parameter_summary(loaded.model)
-    say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
-        f"{trainable / 1e6:.2f} M trainable ({'LoRA' if loaded.is_peft else 'full fine-tune'})")
-    wrapper = SupervisedLossModel(loaded.model, recipe.loss.focal_gamma, recipe.loss.label_smoothing)
-    optimizer = build_optimizer(wrapper.model, cfg)
-    scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.scheduler)
-    state = RunState()
-    if resume_from is not None:
-        _load_trainable_state(wrapper.model, load_file(str(resume_from / "trainable.safetensors")))
-    if recipe.model.device_map is None:
-        wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
-        device = accelerator.device
-    else:
-        optimizer = accelerator.prepare(optimizer)
-        device = next(wrapper.parameters()).device
-    inner = accelerator.unwrap_model(wrapper)
-    augment_generator = torch.Generator().manual_seed(cfg.seed * 7919 + 17 + rank)
-
-    if resume_from is not None:
-        saved = torch.load(resume_from / "training_state.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if accelerator.scaler is not None and saved.get("scaler") is not None:
-            accelerator.scaler.load_state_dict(saved["scaler"])
-        state = RunState(**saved["run_state"])
-        rng_file = resume_from / f"rng-rank{rank}.pt"
-        if rng_file.is_file():
-            ckpt.restore_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False), augment_generator)
-        say(f"resumed from {resume_from} at step {state.step}")
-
-    settings = ReadSettings(image=recipe.data.image, prompt=recipe.data.prompt,
-                            max_new_tokens=recipe.eval.max_new_tokens)
-    base_settings = _base_read_settings(recipe)
-    if base_settings is not None and (base_settings.image, base_settings.prompt) != (settings.image, settings.prompt):
-        # Legal (a new budget is a new task), but usually an oversight that costs the base's skill.
-        say(f"[yellow]note: {recipe.model.name_or_path} was trained with image {base_settings.image} and prompt "
-            f"'{base_settings.prompt}'; this recipe uses image {settings.image} and prompt '{settings.prompt}'[/]")
-    metrics_log = MetricsLog(output_dir / "metrics.jsonl")
-    if main:
-        if resume_from is not None:
-            metrics_log.truncate_after(state.step)
-        elif metrics_log.path.exists():
-            metrics_log.path.unlink()
-    if use_tensorboard:
-        accelerator.init_trackers("tensorboard")
-    skip_report = SkipReport()
-    skip_report.merge(splits.skipped)
-
-    def count_unreadable(sample_id: str, error: str) -> None:
-        """Count an image that failed to decode ONCE per run: later epochs and evaluations meet it
-        again, and a resumed run restores what was counted before the interruption."""
-        reason = unreadable_reason(error)
-        if (reason, sample_id) in counted_unreadable:
-            return
-        counted_unreadable.add((reason, sample_id))
-        state.skipped_examples.append([reason, sample_id])  # saved in checkpoints
-        state.skipped_samples = len(state.skipped_examples)
-        skip_report.add(reason, sample_id)
-
-    counted_unreadable = {tuple(pair) for pair in state.skipped_examples}
-    for reason, sample_id in state.skipped_examples:  # counted before a resume
-        skip_report.add(reason, sample_id)
-
-    # ---- data stream of this process
-    train_records = splits.train
-    # Curriculum (data.curriculum): each stage streams ITS samples with its own seed from micro-batch 0
-    # (state.batches_consumed counts within the stage), so the data after a stage change depends on the
-    # stage alone and a checkpoint (stage + batches consumed) resumes exactly. Every stage's selection
-    # is made now: a stage that selects nothing fails here, not hours into the run.
-    stages = recipe.data.curriculum
-
-    def announce_stage() -> None:
-        say(describe_stage(stages[curriculum.stage], curriculum.stage, len(stages),
-                           len(stage_subsets[curriculum.stage])))
-
-    if stages is not None:
-        stage_subsets = [stage_indices(train_records, stage, index) for index, stage in enumerate(stages)]
-        curriculum = CurriculumState.from_dict(state.curriculum, stages)
-        state.curriculum = curriculum.as_dict()
-        announce_stage()
-
-    def open_stream():
-        """This process's micro-batches from `state.batches_consumed` on (of the current stage's samples)."""
-        if stages is None:
-            records, seed = train_records, cfg.seed
-        else:
-            records = [train_records[i] for i in stage_subsets[curriculum.stage]]
-            seed = stage_seed(cfg.seed, curriculum.stage)
-        stream = BatchStream(lengths=[len(r.text) for r in records], batch_size=cfg.batch_size,
-                             seed=seed, group_by_length=cfg.group_by_length, rank=rank, world_size=world)
-        loader = torch.utils.data.DataLoader(
-            WordImages(records, recipe.data.image),
-            batch_sampler=stream.iterate(state.batches_consumed),
-            collate_fn=SkippingCollator(Collator(tokenizer, recipe.data.prompt, train=True)),
-            num_workers=recipe.data.num_workers, pin_memory=torch.cuda.is_available(),
-            # Its own generator: creating the iterator draws a worker base seed, which would otherwise come
-            # from the global torch RNG that dropout uses - right after a resume restored it (not exact).
-            generator=torch.Generator().manual_seed(seed),
-        )
-        return iter(loader)
-
-    def stage_augment():
-        """The augmentation of the current stage (`augment` itself without a curriculum)."""
-        if stages is None:
-            return recipe.augment
-        return scaled_augment(recipe.augment, stages[curriculum.stage].augment_strength)
-
-    batches = open_stream()
-    augment_cfg = stage_augment()
-
-    # ---- evaluation by generation (sharded over processes, gathered on all)
-    def evaluate(records, max_samples=None) -> tuple[dict, list[dict]]:
-        chosen = records[:max_samples] if max_samples else records
-        mine = chosen[rank::world]
-        images, kept = [], []
-        for record in mine:
-            try:
-                images.append(open_image(record))
-                kept.append(record)
-            except UnreadableImage as err:
-                count_unreadable(record.id, str(err))
-        with accelerator.autocast():
-            predictions = generate_texts(inner.model, tokenizer, images, settings,
-                                         batch_size=recipe.eval.batch_size, num_beams=recipe.eval.num_beams,
-                                         device=device)
-        rows = [{"id": r.id, "reference": r.text, "prediction": p, **sample_scores(r.text, p)}
-                for r, p in zip(kept, predictions)]
-        if world > 1:
-            rows = gather_object(rows)
-        rows.sort(key=lambda row: row["id"])
-        return aggregate_scores(rows), rows
-
-    def save_model(folder: Path) -> None:
-        with ckpt.atomic_folder(folder) as tmp:
-            save_model_folder(loaded, tmp)
-            save_read_settings(tmp, settings)
-            save_recipe(recipe, tmp / "recipe.yaml")
-
-    def save_checkpoint() -> Path:
-        final = output_dir / "checkpoints" / f"step-{state.step}"
-        tmp = final.parent / f".tmp-{final.name}"
-        if main:
-            ckpt.fresh_tmp_folder(final)
-        accelerator.wait_for_everyone()
-        torch.save(ckpt.capture_rng_state(augment_generator), tmp / f"rng-rank{rank}.pt")
-        accelerator.wait_for_everyone()
-        if main:
-            save_model_folder(loaded, tmp / "model")
-            save_read_settings(tmp / "model", settings)
-            save_file(_trainable_state(inner.model), str(tmp / "trainable.safetensors"))
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                        "run_state": state.__dict__}, tmp / "training_state.pt")
-            save_recipe(recipe, tmp / "recipe.yaml")
-            ckpt.write_json(tmp / "state.json", {"step": state.step, "best_val_cer": state.best_val_cer,
-                                                 "best_step": state.best_step, "saved_at": time.time()})
-            ckpt.commit_folder(tmp, final)
-            ckpt.rotate_checkpoints(final.parent, cfg.keep_last)
-        accelerator.wait_for_everyone()
-        return final
-
-    def log_row(row: dict) -> None:
-        if main:
-            metrics_log.write(row)
-        if use_tensorboard:
-            accelerator.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))},
-                            step=row["step"])
-
-    # ---- fit
-    accum = cfg.grad_accum_steps
-    params = [p for p in wrapper.parameters() if p.requires_grad]
-    last_good_batch = None
-    window_loss = torch.zeros((), device=device, dtype=torch.float64)
-    window_tokens, window_samples, window_start = 0, 0, time.perf_counter()
-    last_loss: float | None = None
-    best_state: dict | None = None
-    char_weight_table = None
-    if state.confusion and recipe.loss.confusion_weight > 0:
-        char_weight_table = char_weights(ConfusionStats.from_dict(state.confusion), recipe.loss.confusion_cap)
-    last_saved_step = state.step if resume_from is not None else -1
-
-    def validate(loss: float | None, lr: float) -> None:
-        """Score the validation split by generation: log it, track the best model (saved as best/)."""
-        nonlocal best_state, char_weight_table
-        scores, rows = evaluate(splits.val, recipe.eval.max_samples)
-        state.last_val_cer = scores["cer"]
-        confusion = ConfusionStats().update([r["reference"] for r in rows], [r["prediction"] for r in rows])
-        state.confusion = confusion.to_dict()
-        if recipe.loss.confusion_weight > 0:
-            char_weight_table = char_weights(confusion, recipe.loss.confusion_cap)
-        row = {"step": state.step, "loss": loss, "lr": lr,
-               **{f"val_{k}": scores[k] for k in ("cer", "mean_cer", "wer", "ger", "exact_match",
-                                                  "empty_predictions", "n")}}
-        log_row(row)
-        progress.update(task, val_cer=f"{scores['cer']:.3f}")
-        say(f"step {state.step}: val CER {scores['cer']:.4f}  WER {scores['wer']:.4f}  "
-            f"exact {scores['exact_match']:.3f}  empty {scores['empty_predictions']}  "
-            f"(e.g. '{rows[0]['reference']}' -> '{rows[0]['prediction']}')" if rows else "")
-        if state.best_val_cer is None or scores["cer"] < state.best_val_cer:
-            state.best_val_cer, state.best_step = scores["cer"], state.step
-            best_state = _trainable_state(inner.model)
-            if main:
-                save_model(output_dir / "best")
-                best_file = output_dir / "checkpoints" / "best.safetensors"
-                best_file.parent.mkdir(parents=True, exist_ok=True)
-                save_file(best_state, str(best_file) + ".tmp")
-                os.replace(str(best_file) + ".tmp", best_file)  # atomic: never a half-written file
-        wrapper.train()
-
-    progress = make_progress(console)
-    task = progress.add_task("train", total=cfg.max_steps, completed=state.step, loss="-",
-                             lr=f"{scheduler.get_last_lr()[0]:.2e}", speed="-",
-                             val_cer=f"{state.last_val_cer:.3f}" if state.last_val_cer is not None else "-")
-    run_start = time.perf_counter() - state.train_time_s
-    if recipe.eval.before_training and splits.val and state.step == 0:
-        # The starting model's score: the "before" of a fine-tune (step 0 of metrics.jsonl).
-        validate(None, scheduler.get_last_lr()[0])
-        state.val_cer_before = state.last_val_cer
-    wrapper.train()
-
-    with StopSignal() as stop, (progress if main else contextlib.nullcontext()):
-        while state.step < cfg.max_steps:
-            micro = []
-            for _ in range(accum):
-                batch = next(batches)
-                state.batches_consumed += world
-                for sample_id, reason in batch["skipped"]:
-                    count_unreadable(sample_id, reason)
-                if "input_ids" in batch:
-                    last_good_batch = batch
-                    micro.append((batch, 1.0))
-                elif last_good_batch is not None:
-                    # Every sample of this micro-batch failed to decode: run a zero-weight pass so
-                    # all processes still make the same number of collective calls.
-                    micro.append((last_good_batch, 0.0))
-            local_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) * w for b, w in micro)
-            flags = torch.tensor([float(local_tokens), 1.0 if stop.received else 0.0], device=device)
-            flags = accelerator.reduce(flags, reduction="sum") if world > 1 else flags
-            step_tokens, stop_now = float(flags[0]), bool(flags[1] > 0)  # the one sync point of the step
-            if stop_now:
-                # The micro-batches just drawn belong to a step that never runs: give them back, so the
-                # resumed run draws them again (nothing skipped).
-                state.batches_consumed -= accum * world
-                path = save_checkpoint() if last_saved_step != state.step else \
-                    output_dir / "checkpoints" / f"step-{state.step}"
-                raise TrainingInterrupted(stop.received or "SIGTERM", state.step, path)
-            if step_tokens == 0:
-                raise UserError("a training step has no supervised tokens (every image unreadable?)")
-
-            use_confusion = char_weight_table is not None and state.step >= recipe.loss.confusion_start_step
-            scale = world / step_tokens
-            step_loss = torch.zeros((), device=device, dtype=torch.float64)
-            for index, (batch, weight) in enumerate(micro):
-                last = index == len(micro) - 1
-                sync = contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(wrapper)
-                with sync:
-                    with accelerator.autocast():
-                        inputs = finish_batch_on_device(batch, device, augment_cfg, augment_generator)
-                        labels = batch["labels"].to(device, non_blocking=True)
-                        token_weights = _batch_token_weights(batch, char_weight_table) if use_confusion else None
-                        if token_weights is not None:
-                            token_weights = token_weights.to(device)
-                        loss_sum = wrapper(inputs, labels, token_weights,
-                                           recipe.loss.confusion_weight if use_confusion else 0.0)
-                    accelerator.backward(loss_sum * (scale * weight))
-                step_loss += loss_sum.detach().double() * weight
-                window_samples += len(batch["texts"]) * world if weight else 0
-
-            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
-            if accelerator.scaler is not None:
-                optimizer.step()  # the GradScaler skips the update itself when gradients overflowed
-                skipped = accelerator.optimizer_step_was_skipped
-            else:
-                skipped = not bool(torch.isfinite(grad_norm))  # CPU-GPU sync (cheap next to the step)
-                if not skipped:
-                    optimizer.step()
-            step_lr = scheduler.get_last_lr()[0]  # the rate this update used (logged below)
-            with warnings.catch_warnings():
-                # The schedule counts optimizer steps, skipped ones included (so the rate is a function of
-                # the step alone); torch warns when a skipped first step precedes the scheduler's step.
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            if skipped:
-                state.nonfinite_steps += 1
-                state.consecutive_nonfinite += 1
-                if state.consecutive_nonfinite >= cfg.max_nonfinite_steps:
-                    raise UserError(
-                        f"stopped at step {state.step}: {state.consecutive_nonfinite} optimizer steps in a row had "
-                        "non-finite gradients (fp16 overflow? try train.precision=bf16 on GPUs that have it, a "
-                        "lower train.lr, or check the data)")
-            else:
-                state.consecutive_nonfinite = 0
-            window_loss += step_loss
-            window_tokens += step_tokens
-
-            # ---- curriculum: smoothed loss and stage change, the same on every process
-            stage_row = {}
-            if stages is not None:
-                # The step's mean token loss over ALL processes (one scalar all-reduce per step, only with a
-                # curriculum): every process sees the same numbers, so all change stage at the same step.
-                # Per step rather than per log window: the decision depends neither on train.log_steps nor
-                # on where a resumed run's first log window starts, and the state is whole at every step.
-                # Reading it waits for the step to finish on the device, as the next step's flag reduce would.
-                total_step = accelerator.reduce(step_loss.clone(), reduction="sum") if world > 1 else step_loss
-                curriculum = curriculum.after_step(float(total_step) / step_tokens)
-                stage_row = {"curriculum_stage": curriculum.stage, "curriculum_loss": curriculum.loss_ema}
-                if should_advance(stages, curriculum):
-                    smoothed = f"{curriculum.loss_ema:.4f}" if curriculum.loss_ema is not None else "-"
-                    say(f"step {state.step}: curriculum stage [{curriculum.stage}] done after {curriculum.steps} "
-                        f"steps (smoothed loss {smoothed})")
-                    curriculum = curriculum.advanced()
-                    state.batches_consumed = 0
-                    batches = open_stream()
-                    augment_cfg = stage_augment()
-                    announce_stage()
-                state.curriculum = curriculum.as_dict()  # before any checkpoint of this step
-
-            # ---- log
-            if cfg.log_steps and state.step % cfg.log_steps == 0 or state.step == cfg.max_steps:
-                total_loss = accelerator.reduce(window_loss.clone(), reduction="sum") if world > 1 else window_loss
-                elapsed = time.perf_counter() - window_start
-                last_loss = float(total_loss) / max(window_tokens, 1.0)
-                speed = window_samples / max(elapsed, 1e-9)
-                row = {"step": state.step, "loss": last_loss, "lr": step_lr,
-                       "samples_per_s": speed, "elapsed_s": time.perf_counter() - run_start, **stage_row}
-                log_row(row)
-                progress.update(task, loss=f"{last_loss:.4f}", lr=f"{row['lr']:.2e}", speed=f"{speed:.1f}")
-                state.samples_seen += window_samples
-                window_loss.zero_()
-                window_tokens, window_samples, window_start = 0, 0, time.perf_counter()
-            progress.update(task, completed=state.step)
-
-            # ---- evaluate by generation
-            final_step = state.step == cfg.max_steps
-            if splits.val and (cfg.eval_steps and state.step % cfg.eval_steps == 0 or final_step):
-                validate(last_loss, step_lr)
-
-            state.train_time_s = time.perf_counter() - run_start
-            if cfg.save_steps and state.step % cfg.save_steps == 0 or final_step:
-                save_checkpoint()
-                last_saved_step = state.step
-
-    # ---- final model, test split (with the best weights), summary
-    if main:
-        save_model(output_dir / "final")
-    test_scores = None
-    best_file = output_dir / "checkpoints" / "best.safetensors"
-    if best_state is None and best_file.is_file():  # resumed after the best evaluation
-        best_state = load_file(str(best_file))
-    if splits.test:
-        final_weights = _trainable_state(inner.model) if best_state is not None else None
-        if best_state is not None:
-            _load_trainable_state(inner.model, best_state)
-        test_scores, test_rows = evaluate(splits.test)
-        if main:
-            with (output_dir / "test_predictions.jsonl").open("w", encoding="utf-8") as handle:
-                for row in test_rows:
-                    handle.write(json.dumps(
-                        {"id": row["id"], "reference": row["reference"], "prediction": row["prediction"],
-                         "cer": row["cer"]}, ensure_ascii=False) + "\n")
-        if final_weights is not None:
-            _load_trainable_state(inner.model, final_weights)
-    if world > 1:  # images other processes failed to decode (train shards, eval shards): report them too
-        mine = {tuple(pair) for pair in state.skipped_examples}
-        everyone = {tuple(pair) for pair in gather_object([tuple(pair) for pair in state.skipped_examples])}
-        for reason, sample_id in sorted(everyone - mine):
-            skip_report.add(reason, sample_id)
-    summary = {
-        "steps": state.step, "train_time_s": state.train_time_s,
-        "samples_per_s": state.samples_seen / max(state.train_time_s, 1e-9),
-        "final_loss": last_loss, "best_step": state.best_step, "best_val_cer": state.best_val_cer,
-        "val_cer_before": state.val_cer_before, "val_cer_after": state.last_val_cer,
-        "test": test_scores, "skipped_samples": skip_report.total, "skipped": skip_report.as_dict(),
-        "nonfinite_steps": state.nonfinite_steps, "processes": world, "output_dir": str(output_dir),
-    }
-    if main:
-        ckpt.write_json(output_dir / "summary.json", summary)
-        plot_curves(metrics_log.rows(), output_dir / "curves.png")
-        console.print(summary_table(summary))
-        if skip_report.total:
-            console.print(f"[yellow]{skip_report.summary()}[/]")
-    accelerator.wait_for_everyone()
-    # Last: besides closing the trackers, end_training destroys the process group (no collective after it).
-    accelerator.end_training()
-    return summary

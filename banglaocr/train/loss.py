@@ -42,7 +42,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from banglaocr.confusion import token_weights
+from banglaocr.data.collate import IGNORE_INDEX
+
 
 
 class LossSum(NamedTuple):
@@ -182,3 +184,25 @@ def lm_loss_sum(
     weights = None if token_weights is None else token_weights[index[:, 0], index[:, 1]]
     per_token = weighted_token_losses(per_token, weights, confusion_weight)
     return LossSum(per_token.sum(), int(targets.numel()))
+
+
+def batch_token_weights(batch: dict, char_weights: dict[str, float] | None) -> torch.Tensor | None:
+    """[B, T] weights laid out like `batch["labels"]`: each supervised token gets its characters' weight
+    (`confusion.token_weights` over the collator's `answer_offsets`); None without a weight table.
+
+    >>> labels = torch.tensor([[-100, 5, 6, 7]])
+    >>> batch_token_weights({"labels": labels, "texts": ["কল"], "answer_offsets": [[(0, 1), (1, 2), (0, 0)]]},
+    ...                     {"ক": 2.0, "ল": 1.0}).tolist()
+    [[1.0, 2.0, 1.0, 1.0]]
+    """
+    if not char_weights:
+        return None
+    labels = batch["labels"]
+    weights = torch.ones(labels.shape, dtype=torch.float32)
+    for row, (text, offsets) in enumerate(zip(batch["texts"], batch["answer_offsets"])):
+        positions = (labels[row] != IGNORE_INDEX).nonzero().flatten()
+        values = token_weights(text, offsets, char_weights)
+        if len(values) != len(positions):  # the collator's contract; a mismatch would misalign weights
+            raise RuntimeError(f"{len(values)} token weights for {len(positions)} supervised tokens")
+        weights[row, positions] = torch.tensor(values, dtype=torch.float32)
+    return weights

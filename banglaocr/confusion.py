@@ -21,8 +21,8 @@ units are not trusted, and no unit is ever down-weighted. A supervised token's w
 offsets of the tokenised reference, because a Bangla character can be 1-3 byte-level tokens
 and one token can cover parts of two characters.
 
-Everything is a count, so the same pairs in any order (or split over ranks and merged) give
-the same table and the same weights on every process.
+Everything is a count, so the same pairs in any order give the same table; training gathers the
+validation rows of all processes before counting, so every process holds the same weights.
 
 >>> stats = ConfusionStats().update(["কলম"] * 6, ["খলম"] * 3 + ["কলম"] * 3)
 >>> stats.substitutions["ক"], stats.support["ক"]
@@ -166,23 +166,6 @@ class ConfusionStats:
                 else:
                     _add(self.insertions, hyp_unit)
             self.samples += 1
-        return self
-
-    def merge(self, other: ConfusionStats) -> ConfusionStats:
-        """Add `other`'s counts (e.g. another rank's) to these."""
-        if other.level != self.level:
-            raise ValueError(f"cannot merge {other.level!r}-level statistics into {self.level!r}-level ones")
-        for unit, n in other.support.items():
-            _add(self.support, unit, n)
-        for unit, row in other.substitutions.items():
-            mine = self.substitutions.setdefault(unit, {})
-            for predicted, n in row.items():
-                _add(mine, predicted, n)
-        for unit, n in other.deletions.items():
-            _add(self.deletions, unit, n)
-        for unit, n in other.insertions.items():
-            _add(self.insertions, unit, n)
-        self.samples += other.samples
         return self
 
     def to_dict(self) -> dict:

@@ -1,0 +1,73 @@
+"""Files written so that a kill never leaves a half-written one that looks whole.
+
+Shared by training (checkpoints, best/, final/, summary.json), `merge-lora` and `eval`: a folder is
+written under a temporary sibling name and renamed into place when complete; a file is written
+next to its target and renamed over it (`os.replace` is atomic on one file system).
+
+>>> import tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> with atomic_folder(root / "model") as tmp:
+...     _ = (tmp / "config.json").write_text("{}")
+>>> write_json(root / "summary.json", {"cer": 0.5})
+>>> sorted(p.name for p in root.iterdir())
+['model', 'summary.json']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+def commit_folder(tmp: Path, final: Path) -> None:
+    """Rename a finished temporary folder into place, replacing `final` if it exists."""
+    if final.exists():
+        # Move the old folder aside first so that at every instant one complete folder exists
+        # under a known name (a kill between the two renames leaves `.old-NAME`, still whole).
+        old = final.parent / f".old-{final.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def fresh_tmp_folder(final: Path) -> Path:
+    """An empty `.tmp-NAME` sibling of `final` (left-overs of a killed write are removed)."""
+    tmp = final.parent / f".tmp-{final.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; rename it to `final` when the block finishes cleanly."""
+    final = Path(final)
+    tmp = fresh_tmp_folder(final)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    commit_folder(tmp, final)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)`, then rename the temporary file over `path` (never a half-written `path`)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """`payload` as indented UTF-8 JSON at `path`, atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n",
+                                                  encoding="utf-8"))

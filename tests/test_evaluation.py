@@ -1,0 +1,59 @@
+"""Evaluation by generation (banglaocr.evaluation): one function for the training loop and `banglaocr eval`,
+reading a chunk of images at a time, rows in input order, unreadable images reported."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import train_helpers as helpers
+from banglaocr import evaluation, infer
+from banglaocr.config import ModelConfig
+from banglaocr.data.sources import Record, load_splits, resolve_source
+from banglaocr.infer import default_read_settings
+from banglaocr.model.factory import load_model
+
+
+@pytest.fixture()
+def generate_sizes(monkeypatch):
+    """The number of images of every `generate_texts` call (= decoded images held at once)."""
+    sizes: list[int] = []
+    original = infer.generate_texts
+
+    def recording(model, tokenizer, images, *args, **kwargs):
+        sizes.append(len(images))
+        return original(model, tokenizer, images, *args, **kwargs)
+
+    monkeypatch.setattr(infer, "generate_texts", recording)
+    return sizes
+
+
+def records(n: int) -> list[Record]:
+    recipe = helpers.tiny_recipe()
+    splits = load_splits(resolve_source(recipe.data, helpers.synth_dir().parent))
+    return (splits.train + splits.val + splits.test)[:n]
+
+
+def test_chunks_bound_the_images_in_memory_and_give_the_same_rows(generate_sizes):
+    torch.manual_seed(0)
+    tiny = load_model(ModelConfig(name_or_path="t", init="tiny"), None)
+    chosen = records(11)
+    chosen.insert(4, Record(id="broken", text="ক", image=b"not an image"))
+    whole = evaluation.evaluate_records(tiny.model, tiny.tokenizer, chosen, default_read_settings(), batch_size=4)
+    assert generate_sizes == [11]
+    generate_sizes.clear()
+    chunked = evaluation.evaluate_records(tiny.model, tiny.tokenizer, chosen, default_read_settings(),
+                                          batch_size=4, chunk_size=3)
+    assert max(generate_sizes) <= 3 and sum(generate_sizes) == 11
+    assert [row["id"] for row in chunked.rows] == [r.id for r in chosen if r.id != "broken"]  # input order
+    assert chunked.rows == whole.rows and chunked.scores == whole.scores
+    assert [sample_id for sample_id, _ in chunked.unreadable] == ["broken"]
+
+
+def test_the_training_loop_scores_its_test_split_in_chunks(tmp_path, monkeypatch, generate_sizes):
+    """Peak memory of the end-of-run test evaluation does not grow with the split: at most CHUNK_IMAGES
+    decoded images at a time (here 2, on a test split of more)."""
+    monkeypatch.setattr(evaluation, "CHUNK_IMAGES", 2)
+    summary = helpers.train(tmp_path / "run", "train.max_steps=1")
+    assert summary["test"]["n"] > 2
+    assert generate_sizes and max(generate_sizes) <= 2
