@@ -31,11 +31,16 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 def two_ranks(tmp_path_factory):
     """A 2-process torchrun launch of the tiny recipe; returns (output folder, dump folder)."""
     root = tmp_path_factory.mktemp("ddp")
+    return launch_two_ranks(root, *ARGS, "train.grad_accum_steps=1")
+
+
+def launch_two_ranks(root: Path, *args: str) -> tuple[Path, Path]:
+    """torchrun with 2 CPU processes (gloo) on the tiny recipe + `args`: (output folder, per-rank dumps)."""
     out, dump = root / "run", root / "ranks"
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**helpers.subprocess_env(), "ACCELERATE_USE_CPU": "1"}
     command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(WORKER), str(out), str(dump),
-               *helpers.overrides(*ARGS, "train.grad_accum_steps=1")]
+               *helpers.overrides(*args)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, dump
@@ -82,13 +87,7 @@ def test_lora_with_gradient_accumulation_matches_one_process(tmp_path):
     """LoRA, 2 ranks x batch 4 x grad_accum_steps 2 (the `no_sync` branch: no all-reduce on the first
     micro-batch of a step) == 1 process x batch 4 x grad_accum_steps 4: the same four global micro-batches
     per optimizer step, up to float reduction order."""
-    out, dump = tmp_path / "run", tmp_path / "ranks"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**helpers.subprocess_env(), "ACCELERATE_USE_CPU": "1"}
-    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(WORKER), str(out), str(dump),
-               *helpers.overrides(*LORA_ARGS, "train.grad_accum_steps=2")]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out, dump = launch_two_ranks(tmp_path, *LORA_ARGS, "train.grad_accum_steps=2")
     rank0, rank1 = (helpers.trainable_file(dump / f"rank{r}.safetensors") for r in (0, 1))
     assert helpers.max_abs_diff(rank0, rank1) == 0.0
     assert all("lora_" in name for name in rank0)
