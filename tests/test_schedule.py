@@ -109,6 +109,7 @@ def test_training_uses_the_schedule_per_optimizer_step_with_grad_accumulation(ki
     logged = [row["lr"] for row in helpers.log_rows(tmp_path / "run")]
     assert logged == pytest.approx([m * peak for m in expected])
 
-    state = torch.load(tmp_path / "run" / "checkpoints" / f"step-{steps}" / "training_state.pt",
-                       map_location="cpu", weights_only=False)
+    from banglaocr.train.checkpoint import read_training_state
+
+    state = read_training_state(tmp_path / "run" / "checkpoints" / f"step-{steps}")
     assert state["run_state"]["batches_consumed"] == steps * accum

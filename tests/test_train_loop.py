@@ -53,8 +53,8 @@ def _weights_of_folder(folder: Path) -> dict:
 def test_writes_exactly_the_expected_output_layout(finished_run):
     """The output folder holds exactly the documented files; rotation kept the newest two checkpoints."""
     out, result = finished_run
-    expected = {"recipe.yaml", "metrics.jsonl", "checkpoints", "best", "final", "summary.json", "curves.png",
-                "test_predictions.jsonl"}
+    expected = {"run.json", ".banglaocr.lock", "recipe.yaml", "metrics.jsonl", "checkpoints", "best", "final",
+                "summary.json", "curves.png", "test_predictions.jsonl"}
     if _tensorboard_available():
         expected.add("tensorboard")
     assert {p.name for p in out.iterdir()} == expected
@@ -62,7 +62,8 @@ def test_writes_exactly_the_expected_output_layout(finished_run):
     for step in (20, 30):
         checkpoint = out / "checkpoints" / f"step-{step}"
         assert {p.name for p in checkpoint.iterdir()} == {
-            "model", "recipe.yaml", "rng-rank0.pt", "state.json", "trainable.safetensors", "training_state.pt"}
+            "model", "recipe.yaml", "rng-rank0.json", "rng-rank0.safetensors", "state.json", "trainable.safetensors",
+            "training_state.json", "training_state.safetensors"}
         assert json.loads((checkpoint / "state.json").read_text())["step"] == step
     for folder in (out / "best", out / "final", out / "checkpoints" / "step-30" / "model"):
         names = {p.name for p in folder.iterdir()}
@@ -219,9 +220,12 @@ def test_corrupted_images_are_skipped_counted_once_and_the_run_completes(tmp_pat
 
 
 def test_a_run_stopped_before_its_first_checkpoint_is_not_silently_reused(tmp_path):
-    """Only metrics.jsonl exists (killed before any checkpoint): a fresh run refuses, --resume auto starts over."""
+    """A run killed before any checkpoint (run.json, recipe.yaml, metrics.jsonl): a fresh run refuses,
+    --resume auto starts over."""
     out = tmp_path / "run"
     out.mkdir()
+    (out / "run.json").write_text('{"tool": "banglaocr"}', encoding="utf-8")
+    (out / "recipe.yaml").write_text("{}", encoding="utf-8")
     (out / "metrics.jsonl").write_text('{"step": 1, "loss": 5.0, "lr": 0.001}\n', encoding="utf-8")
     result = invoke_train(out, "train.max_steps=2")
     assert result.exit_code == 2 and "already holds a training run" in result.output

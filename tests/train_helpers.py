@@ -74,14 +74,16 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def train(output_dir: Path, *extra: str, resume: str | None = None) -> dict:
-    """`run_training` in this process on the tiny recipe (progress output swallowed); the summary."""
+def train(output_dir: Path, *extra: str, resume: str | None = None, **options) -> dict:
+    """`run_training` in this process on the tiny recipe (progress output swallowed); the summary.
+    `options` go to `run_training` (overwrite, allow_recipe_change)."""
     from rich.console import Console
 
     from banglaocr.train.loop import run_training
 
     with one_thread():
-        return run_training(tiny_recipe(*extra), output_dir, resume=resume, console=Console(file=io.StringIO()))
+        return run_training(tiny_recipe(*extra), output_dir, resume=resume, console=Console(file=io.StringIO()),
+                            **options)
 
 
 def subprocess_env() -> dict:

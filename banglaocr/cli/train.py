@@ -21,6 +21,15 @@ def train(
     resume: Annotated[
         str | None, typer.Option("--resume", help="'auto' (newest checkpoint in the output folder) or a checkpoint folder.")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier run in the output folder, or write into a "
+                                               "folder that holds other files.")
+    ] = False,
+    allow_recipe_change: Annotated[
+        bool, typer.Option("--allow-recipe-change",
+                           help="Resume although data, model, LoRA, batch size, accumulation or seed differ from "
+                                "the checkpoint's recipe.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved recipe and exit.")] = False,
 ) -> None:
     """Train a model as a recipe says (LoRA or full fine-tune), evaluating by generation.
@@ -39,7 +48,8 @@ def train(
 
         try:
             with without_transformers_progress():
-                summary = run_training(loaded, output_dir=output_dir, resume=resume, console=console)
+                summary = run_training(loaded, output_dir=output_dir, resume=resume, console=console,
+                                       overwrite=overwrite, allow_recipe_change=allow_recipe_change)
         except TrainingInterrupted as stopped:
             err_console.print(f"[yellow]{stopped}[/]", highlight=False)
             raise typer.Exit(stopped.exit_code) from None

@@ -224,7 +224,8 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
             # folder rather than point at this one (checkpoint rotation may delete it).
             base_name = None
 
-    if dtype == torch.float16:
+    if dtype == torch.float16 or precision == "fp16":
+        # By precision too: float32 weights (a full fine-tune) still run under fp16 autocast.
         _keep_vision_tower_in_fp32(model)
     if model_cfg.quantization is not None:
         from peft import prepare_model_for_kbit_training

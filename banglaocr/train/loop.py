@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import shutil
 import signal
 import time
 import warnings
@@ -41,15 +42,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from rich.console import Console
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers.utils import logging as transformers_logging
 
-from banglaocr.config import Recipe, save_recipe
+from banglaocr.config import Recipe, load_recipe, save_recipe
 from banglaocr.confusion import ConfusionStats, char_weights
 from banglaocr.data.collate import Collator, finish_batch_on_device
+from banglaocr.data.pixels import resize_to_budget
 from banglaocr.data.sources import SkipReport, load_splits, resolve_source, unreadable_reason
 from banglaocr.errors import UserError
 from banglaocr.evaluation import Evaluation, evaluate_records
@@ -58,6 +62,8 @@ from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
 from banglaocr.model.factory import core_model, load_model, save_model_folder, trainable_parameter_summary
 from banglaocr.model.shipped import model_source
 from banglaocr.train import checkpoint as ckpt
+from banglaocr.train.resume_check import recipe_changes
+from banglaocr.train.run_folder import RunFolderLock, claim_run_folder
 from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages
 from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_augment, should_advance,
                                         stage_indices, stage_seed)
@@ -148,11 +154,23 @@ class StopSignal:
 
 
 def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: str | None = None,
-                 console: Any = None) -> dict:
-    """Train as `recipe` says; return the summary (also written to `output_dir/summary.json`)."""
-    run = TrainingRun(recipe, output_dir, resume, console)
+                 console: Any = None, overwrite: bool = False, allow_recipe_change: bool = False) -> dict:
+    """Train as `recipe` says; return the summary (also written to `output_dir/summary.json`).
+
+    `overwrite` writes into a folder that holds something else (or replaces an earlier run);
+    `allow_recipe_change` resumes a checkpoint with a recipe that makes it a different run.
+    """
+    run = TrainingRun(recipe, output_dir, resume, console, overwrite, allow_recipe_change)
+    try:
+        return _train(run)
+    finally:
+        run.release()
+
+
+def _train(run: TrainingRun) -> dict:
+    """The loop: setup, (validation before training,) steps with logging, validation and checkpoints, finish."""
     run.setup()
-    cfg = run.cfg
+    cfg, recipe = run.cfg, run.recipe
     with StopSignal() as stop, run.live_progress():
         if recipe.eval.before_training and run.splits.val and run.state.step == 0:
             # The starting model's score: the "before" of a fine-tune (step 0 of metrics.jsonl).
@@ -180,7 +198,9 @@ class TrainingRun:
     Methods in the order a run calls them: `setup`, then per step `train_step`, `log_window`,
     `validate`, `save_checkpoint`; `finish` at the end (final model, test split, summary).
     """
-    def __init__(self, recipe: Recipe, output_dir: str | Path | None, resume: str | None, console: Any):
+
+    def __init__(self, recipe: Recipe, output_dir: str | Path | None, resume: str | None, console: Any,
+                 overwrite: bool = False, allow_recipe_change: bool = False):
 
         transformers_logging.disable_progress_bar()  # "Writing model shards" bars would break the live display
         if output_dir is not None:  # the saved recipe names the folder the run really wrote to
@@ -188,13 +208,21 @@ class TrainingRun:
         self.recipe, self.cfg = recipe, recipe.train
         self.output_dir = Path(self.cfg.output_dir)
         self.console = console or Console()
-        self.resume = resume
+        self.resume, self.overwrite, self.allow_recipe_change = resume, overwrite, allow_recipe_change
+        self.lock: RunFolderLock | None = None
         self.state = RunState()
         self.last_loss: float | None = None  # the loss of the last log row
         self.best_weights: dict | None = None  # trainable weights of the best validation so far (for the test)
         self.char_weight_table: dict | None = None  # confusion weights of the last validation
         self.last_good_batch: dict | None = None
         self.last_saved_step = -1
+        self.abandoned: list[Path] = []  # newer checkpoints of a run replaced by resuming an older one
+
+    def release(self) -> None:
+        """Free the run folder's lock (also freed by the OS if the process dies)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def say(self, *args, **kwargs) -> None:
         """Print on the main process only."""
@@ -204,12 +232,15 @@ class TrainingRun:
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        """Accelerator, data, model, optimizer, resume: everything before the first step."""
-        self.resume_from = ckpt.resolve_resume(self.resume, self.output_dir)
-        _check_output_dir(self.output_dir, resuming=self.resume is not None)
+        """Accelerator, run folder, data, model, optimizer, resume: everything before the first step."""
         self._setup_accelerator()
+        if self.main:  # marked and locked first: nothing is written into a folder that is not ours
+            self.lock = claim_run_folder(self.output_dir, resuming=self.resume is not None, overwrite=self.overwrite)
+        self.accelerator.wait_for_everyone()
+        self.resume_from = ckpt.resolve_resume(self.resume, self.output_dir, self.say)
+        if self.resume_from is not None:
+            self._check_resumed_recipe(self.resume_from)
         if self.main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
             save_recipe(self.recipe, self.output_dir / "recipe.yaml")
         set_seed(self.cfg.seed)
         self._setup_data()
@@ -250,6 +281,7 @@ class TrainingRun:
         """Model (+ LoRA), the loss wrapper, optimizer and schedule, through `accelerator.prepare`."""
         recipe, cfg = self.recipe, self.cfg
         self.loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
+        refuse_half_precision_trainables(self.loaded.model, cfg.precision)
         trainable, total = trainable_parameter_summary(self.loaded.model)
         self.say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
                  f"{trainable / 1e6:.2f} M trainable ({'LoRA' if self.loaded.is_peft else 'full fine-tune'})")
@@ -282,17 +314,39 @@ class TrainingRun:
 
     def _restore(self, folder: Path) -> None:
         """Optimizer, scheduler, GradScaler, `RunState` and this process's RNG states from a checkpoint."""
-        saved = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False)
+        saved = ckpt.read_training_state(folder)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         if self.accelerator.scaler is not None and saved.get("scaler") is not None:
             self.accelerator.scaler.load_state_dict(saved["scaler"])
         self.state = RunState(**saved["run_state"])
-        rng_file = folder / f"rng-rank{self.rank}.pt"
-        if rng_file.is_file():
-            ckpt.restore_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False),
-                                   self.augment_generator)
+        rng = ckpt.read_rng_state(folder, self.rank)
+        if rng is not None:
+            ckpt.restore_rng_state(rng, self.augment_generator)
+        own = self.output_dir / "checkpoints"
+        if folder.parent.resolve() == own.resolve():  # never another run's folder (an explicit --resume path)
+            self.abandoned = ckpt.checkpoints_after(own, self.state.step)
         self.say(f"resumed from {folder} at step {self.state.step}")
+        if self.abandoned:
+            self.say(f"[yellow]note: the newer checkpoints {', '.join(p.name for p in self.abandoned)} belong to "
+                     "the run this resume replaces; they are removed when this run saves its first checkpoint[/]")
+
+    def _check_resumed_recipe(self, folder: Path) -> None:
+        """Refuse a resume whose recipe makes it a different run (unless allowed); note other changes."""
+        try:
+            saved = load_recipe(folder / "recipe.yaml")
+        except (UserError, OSError) as err:
+            if self.allow_recipe_change:
+                return
+            raise UserError(f"cannot read the recipe of checkpoint {folder} ({err}); pass --allow-recipe-change "
+                            "to resume with this recipe anyway") from None
+        refused, allowed = recipe_changes(saved, self.recipe)
+        if refused and not self.allow_recipe_change:
+            raise UserError(f"the recipe differs from checkpoint {folder.name}'s in {', '.join(refused)}: that "
+                            "would be a different run; restore those values, start a new run (another "
+                            "--output-dir), or pass --allow-recipe-change")
+        if refused or allowed:
+            self.say(f"[yellow]note: resuming with changed {', '.join(refused + allowed)}[/]")
 
     def _setup_logging(self) -> None:
         """metrics.jsonl (cut back to the checkpoint's step on resume), TensorBoard, the skip report."""
@@ -375,7 +429,9 @@ class TrainingRun:
         micro = self._draw_micro_batches()
         step_tokens = self._sync_step_tokens(micro, stop)
         step_loss = self._forward_backward(micro, step_tokens)
-        step_lr = self._optimizer_step()
+        step_lr, skipped = self._optimizer_step()
+        if skipped:  # a non-finite loss would poison the logged window and the curriculum's smoothed loss
+            return step_lr, {}
         self.window.loss += step_loss
         self.window.tokens += step_tokens
         stage_row = self._curriculum_after_step(step_loss, step_tokens) if self.stages is not None else {}
@@ -392,11 +448,18 @@ class TrainingRun:
             if "input_ids" in batch:
                 self.last_good_batch = batch
                 micro.append((batch, 1.0))
-            elif self.last_good_batch is not None:
-                # Every sample of this micro-batch failed to decode: run a zero-weight pass so
-                # all processes still make the same number of collective calls.
-                micro.append((self.last_good_batch, 0.0))
+            else:
+                # Every sample of this micro-batch failed to decode: run a zero-weight pass so all
+                # processes still make the same number of forward/backward passes (and collective
+                # calls) - with a blank placeholder when this process has had no good batch yet.
+                micro.append((self.last_good_batch or self._placeholder_batch(), 0.0))
         return micro
+
+    def _placeholder_batch(self) -> dict:
+        """One blank image with a one-letter answer: the input of a zero-weight pass."""
+        budget = self.recipe.data.image
+        image = resize_to_budget(Image.new("RGB", (budget.min_width, budget.height), "white"), budget)
+        return Collator(self.loaded.tokenizer, self.recipe.data.prompt, train=True)([{"image": image, "text": "ক"}])
 
     def _sync_step_tokens(self, micro: list[tuple[dict, float]], stop: StopSignal) -> float:
         """The step's supervised tokens over ALL processes - the one sync point of the step, which also
@@ -440,8 +503,9 @@ class TrainingRun:
             self.window.samples += len(batch["texts"]) * self.world if weight else 0
         return step_loss
 
-    def _optimizer_step(self) -> float:
-        """Clip, step (unless the gradient is not finite), schedule, zero; returns the rate this update used."""
+    def _optimizer_step(self) -> tuple[float, bool]:
+        """Clip, step (unless the gradient is not finite), schedule, zero; returns the rate this update used
+        and whether the update was skipped."""
         cfg, state = self.cfg, self.state
         grad_norm = self.accelerator.clip_grad_norm_(self.params,
                                                      cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
@@ -462,7 +526,7 @@ class TrainingRun:
         state.step += 1
         if not skipped:
             state.consecutive_nonfinite = 0
-            return step_lr
+            return step_lr, False
         state.nonfinite_steps += 1
         state.consecutive_nonfinite += 1
         if state.consecutive_nonfinite >= cfg.max_nonfinite_steps:
@@ -470,7 +534,7 @@ class TrainingRun:
                 f"stopped at step {state.step}: {state.consecutive_nonfinite} optimizer steps in a row had "
                 "non-finite gradients (fp16 overflow? try train.precision=bf16 on GPUs that have it, a "
                 "lower train.lr, or check the data)")
-        return step_lr
+        return step_lr, True
 
     def _curriculum_after_step(self, step_loss: torch.Tensor, step_tokens: float) -> dict:
         """Smoothed loss and stage change, the same on every process; the log fields of the stage.
@@ -519,11 +583,14 @@ class TrainingRun:
         window, accelerator = self.window, self.accelerator
         total_loss = accelerator.reduce(window.loss.clone(), reduction="sum") if self.world > 1 else window.loss
         elapsed = time.perf_counter() - window.started
-        self.last_loss = float(total_loss) / max(window.tokens, 1.0)
+        # window.tokens already counts every process (the step's all-reduced count). No loss when every
+        # step of the window was skipped as non-finite (never a made-up 0 or a NaN).
+        self.last_loss = float(total_loss) / window.tokens if window.tokens > 0 else None
         speed = window.samples / max(elapsed, 1e-9)
         self.log_row({"step": self.state.step, "loss": self.last_loss, "lr": step_lr, "samples_per_s": speed,
                       "elapsed_s": time.perf_counter() - self.run_start, **stage_row})
-        self.progress.update(self.task, loss=f"{self.last_loss:.4f}", lr=f"{step_lr:.2e}", speed=f"{speed:.1f}")
+        shown = f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
+        self.progress.update(self.task, loss=shown, lr=f"{step_lr:.2e}", speed=f"{speed:.1f}")
         self.state.samples_seen += window.samples
         window.loss.zero_()
         window.tokens, window.samples, window.started = 0.0, 0, time.perf_counter()
@@ -579,34 +646,57 @@ class TrainingRun:
         self.save_model(self.output_dir / "best")
         best_file = self.output_dir / "checkpoints" / "best.safetensors"
         best_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(best_file, lambda tmp: save_file(self.best_weights, str(tmp)))
+        # The step in the metadata: after a resume, a best file of another (abandoned) run is not used.
+        atomic_write(best_file, lambda tmp: save_file(self.best_weights, str(tmp),
+                                                      metadata={"step": str(self.state.best_step)}))
 
     def save_checkpoint(self) -> Path:
-        """checkpoints/step-N, written into a temporary folder and renamed into place when complete."""
+        """checkpoints/step-N, written into a temporary folder and renamed into place when complete.
+
+        A write that fails (a full disk) leaves the previous checkpoints as they were and stops the run
+        with one line; `--resume auto` continues from the newest whole checkpoint.
+        """
         state, accelerator = self.state, self.accelerator
         final = self.output_dir / "checkpoints" / f"step-{state.step}"
         tmp = final.parent / f".tmp-{final.name}"
+        try:
+            if self.main:
+                fresh_tmp_folder(final)
+            accelerator.wait_for_everyone()
+            ckpt.write_state(tmp, f"rng-rank{self.rank}", ckpt.capture_rng_state(self.augment_generator))
+            accelerator.wait_for_everyone()
+            if self.main:
+                self._write_checkpoint(tmp)
+                commit_folder(tmp, final)
+        except (OSError, SafetensorError) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:160]
+            raise UserError(f"could not write checkpoint {final}: {reason}; free some disk space (or lower "
+                            "train.keep_last) and continue with --resume auto - the earlier checkpoints are "
+                            "intact") from None
         if self.main:
-            fresh_tmp_folder(final)
-        accelerator.wait_for_everyone()
-        torch.save(ckpt.capture_rng_state(self.augment_generator), tmp / f"rng-rank{self.rank}.pt")
-        accelerator.wait_for_everyone()
-        if self.main:
-            save_model_folder(self.loaded, tmp / "model")
-            save_read_settings(tmp / "model", self.settings)
-            save_file(trainable_state(self.inner.model), str(tmp / "trainable.safetensors"))
-            scaler = accelerator.scaler
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler is not None else None,
-                        "run_state": state.__dict__}, tmp / "training_state.pt")
-            save_recipe(self.recipe, tmp / "recipe.yaml")
-            write_json(tmp / "state.json", {"step": state.step, "best_val_cer": state.best_val_cer,
-                                            "best_step": state.best_step, "saved_at": time.time()})
-            commit_folder(tmp, final)
+            for folder in self.abandoned:  # the replaced run's newer checkpoints: this run has its own now
+                if folder != final:  # a step both runs saved was just replaced by this run's
+                    shutil.rmtree(folder, ignore_errors=True)
+            self.abandoned = []
             ckpt.rotate_checkpoints(final.parent, self.cfg.keep_last)
         accelerator.wait_for_everyone()
         self.last_saved_step = state.step
         return final
+
+    def _write_checkpoint(self, tmp: Path) -> None:
+        """Everything of a checkpoint but the RNG files (each process writes its own); the manifest last."""
+        state, scaler = self.state, self.accelerator.scaler
+        save_model_folder(self.loaded, tmp / "model")
+        save_read_settings(tmp / "model", self.settings)
+        save_file(trainable_state(self.inner.model), str(tmp / "trainable.safetensors"))
+        ckpt.write_state(tmp, "training_state", {
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "run_state": dataclasses.asdict(state)})
+        save_recipe(self.recipe, tmp / "recipe.yaml")
+        ckpt.write_manifest(tmp, {"step": state.step, "best_val_cer": state.best_val_cer,
+                                  "best_step": state.best_step, "saved_at": time.time()})
 
     # ------------------------------------------------------------------ the end
 
@@ -640,9 +730,8 @@ class TrainingRun:
         """The test split with the best weights (then the final ones are put back); writes test_predictions.jsonl."""
         if not self.splits.test:
             return None
-        best_file = self.output_dir / "checkpoints" / "best.safetensors"
-        if self.best_weights is None and best_file.is_file():  # resumed after the best evaluation
-            self.best_weights = load_file(str(best_file))
+        if self.best_weights is None:  # resumed after the best evaluation
+            self.best_weights = self._saved_best_weights()
         final_weights = trainable_state(self.inner.model) if self.best_weights is not None else None
         if self.best_weights is not None:
             load_trainable_state(self.inner.model, self.best_weights)
@@ -655,6 +744,19 @@ class TrainingRun:
         if final_weights is not None:
             load_trainable_state(self.inner.model, final_weights)
         return result.scores
+
+    def _saved_best_weights(self) -> dict | None:
+        """checkpoints/best.safetensors if it holds the weights of this run's best step, else None."""
+        best_file = self.output_dir / "checkpoints" / "best.safetensors"
+        if self.state.best_step is None or not best_file.is_file():
+            return None
+        with safe_open(str(best_file), framework="pt") as handle:
+            step = (handle.metadata() or {}).get("step")
+        if step is not None and step != str(self.state.best_step):
+            self.say(f"[yellow]note: {best_file} holds step {step}, not this run's best step "
+                     f"{self.state.best_step}; the test split is scored with the final weights[/]")
+            return None
+        return load_file(str(best_file))
 
     def _gather_skipped(self) -> None:
         """Images other processes failed to decode (their train shards) go into this process's report too."""
@@ -687,6 +789,13 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
             params[name].copy_(tensor.to(params[name].device, params[name].dtype))
 
 
+def refuse_half_precision_trainables(model: torch.nn.Module, precision: str) -> None:
+    """fp16 mixed precision needs float32 trainable weights: GradScaler cannot unscale float16 gradients."""
+    if precision == "fp16" and any(p.requires_grad and p.dtype == torch.float16 for p in model.parameters()):
+        raise UserError("train.precision=fp16 needs float32 trainable weights, but model.dtype=float16 makes "
+                        "them float16 (a full fine-tune); use model.dtype: auto (float32 weights, fp16 compute)")
+
+
 def _char_weights(confusion: dict, cap: float) -> dict[str, float]:
 
     return char_weights(ConfusionStats.from_dict(confusion), cap)
@@ -717,14 +826,3 @@ def _tensorboard_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _check_output_dir(output_dir: Path, resuming: bool) -> None:
-    if resuming:
-        return
-    # metrics.jsonl too: a run stopped before its first checkpoint still left its log, which a fresh run
-    # would silently delete.
-    if (output_dir / "checkpoints").is_dir() and any((output_dir / "checkpoints").iterdir()) or \
-            (output_dir / "final").exists() or (output_dir / "metrics.jsonl").exists():
-        raise UserError(f"{output_dir} already holds a training run; continue it with --resume auto, "
-                        "or choose another --output-dir")

@@ -1,0 +1,129 @@
+"""The output folder of a training run: marked as one, locked while it runs, never someone else's files.
+
+- `run.json` is written first: it marks the folder as a banglaocr run (folders of earlier versions are
+  recognised by `recipe.yaml` + `metrics.jsonl`).
+- `.banglaocr.lock` is held with an OS file lock for the whole run (released on exit and when the
+  process dies, whatever the cause): a second run into the same folder is refused at once.
+- A non-empty folder that is not a banglaocr run is refused (`--overwrite` writes into it anyway);
+  a finished or stopped run is continued with `--resume auto`, or replaced with `--overwrite`.
+
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp()) / "run"
+>>> lock = claim_run_folder(folder, resuming=False, overwrite=False)
+>>> sorted(p.name for p in folder.iterdir())
+['.banglaocr.lock', 'run.json']
+>>> claim_run_folder(folder, resuming=True, overwrite=False)
+Traceback (most recent call last):
+...
+banglaocr.errors.UserError: ... is in use by another training run (process ...); wait for it to finish or choose another --output-dir
+>>> lock.release()
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from banglaocr.errors import UserError
+from banglaocr.files import write_json
+
+RUN_FILE = "run.json"
+LOCK_FILE = ".banglaocr.lock"
+RUN_OUTPUTS = ("checkpoints", "best", "final", "metrics.jsonl", "summary.json", "test_predictions.jsonl",
+               "curves.png", "tensorboard", "recipe.yaml")
+"""What a run writes (and `--overwrite` removes); rendered synthetic data is kept for reuse."""
+
+
+class RunFolderLock:
+    """The OS lock on a run folder; `release()` (or the process ending) frees it."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A banglaocr training output folder (this version's `run.json`, or an earlier version's files)."""
+    return (folder / RUN_FILE).is_file() or ((folder / "recipe.yaml").is_file() and (folder / "metrics.jsonl").is_file())
+
+
+def claim_run_folder(folder: Path, resuming: bool, overwrite: bool) -> RunFolderLock:
+    """Create `folder` if needed, lock it, refuse what must not be overwritten, mark it as a run."""
+    folder = Path(folder)
+    _create(folder)
+    had_lock_file = (folder / LOCK_FILE).exists()
+    lock = _lock(folder)
+    try:
+        others = sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE)
+        if others and not is_run_folder(folder) and not overwrite:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise UserError(f"{folder} is not empty and is not a banglaocr run folder (it holds {shown}); "
+                            "choose a new --output-dir, or pass --overwrite to write into it anyway")
+        if is_run_folder(folder) and not resuming:
+            if not overwrite:
+                raise UserError(f"{folder} already holds a training run; continue it with --resume auto, "
+                                "replace it with --overwrite, or choose another --output-dir")
+            _remove_run_outputs(folder)
+        if not (folder / RUN_FILE).is_file():
+            write_json(folder / RUN_FILE, {"tool": "banglaocr", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                           "command": sys.argv})
+    except OSError as err:
+        lock.release()
+        raise UserError(f"cannot write to {folder}: {err.strerror or err}") from None
+    except BaseException:
+        lock.release()
+        if not had_lock_file:  # a refused folder is left exactly as it was
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+        raise
+    return lock
+
+
+def _create(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--output-dir {folder} is a file, not a folder; choose another --output-dir")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        hint = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                errno.ENOSPC: "no space left on the device"}.get(err.errno, err.strerror or str(err))
+        raise UserError(f"cannot create the output folder {folder}: {hint}; choose another --output-dir") from None
+
+
+def _lock(folder: Path) -> RunFolderLock:
+    try:
+        handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write to {folder}: {err.strerror or err}; choose another --output-dir") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise UserError(f"{folder} is in use by another training run (process {holder}); wait for it to "
+                        "finish or choose another --output-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return RunFolderLock(handle)
+
+
+def _remove_run_outputs(folder: Path) -> None:
+    """--overwrite of a run folder: what the previous run wrote goes (its rendered data stays)."""
+    for name in RUN_OUTPUTS:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
