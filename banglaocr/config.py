@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -675,7 +676,55 @@ def recipe_from_dict(raw: dict, overrides: list[str] | None = None) -> Recipe:
     if not isinstance(raw, dict):
         raise UserError("a recipe must be a YAML mapping of sections (model, data, lora, ...)")
     raw = apply_overrides(_deep_copy(raw), overrides or [])
-    return _build(Recipe, raw, "")
+    recipe = _build(Recipe, raw, "")
+    _check_plausible(recipe, "")
+    return recipe
+
+
+_SEED = (0, 2**32 - 1)  # numpy refuses negative seeds; torch overflows past 64 bits
+_STEPS = (None, 10**8)  # 10^8 optimizer steps: years of training at any speed
+
+PLAUSIBLE: dict[str, tuple[float | None, float | None]] = {
+    # (lowest, highest) a value may take; the dataclasses check what is valid, this what is sane.
+    # A value outside is a typo (an extra zero, a unit mix-up) that would run for years, allocate
+    # terabytes or crash deep inside a library - one line now instead.
+    "train.max_steps": _STEPS, "train.warmup_steps": _STEPS, "train.eval_steps": _STEPS,
+    "train.save_steps": _STEPS, "train.log_steps": _STEPS, "train.max_nonfinite_steps": _STEPS,
+    "loss.confusion_start_step": _STEPS,
+    "train.batch_size": (None, 65536), "train.grad_accum_steps": (None, 65536), "train.keep_last": (None, 10**4),
+    "train.lr": (None, 10.0), "train.vision_lr": (None, 10.0), "train.weight_decay": (None, 10.0),
+    "train.seed": _SEED, "data.split_seed": _SEED, "data.synth.seed": _SEED,
+    "data.synth.n": (None, 10**8), "data.num_workers": (None, 1024),
+    "data.image.height": (None, 8192), "data.image.max_width": (None, 65536), "data.image.min_width": (None, 65536),
+    "data.image.stretch": (None, 64.0),
+    "eval.batch_size": (None, 65536), "eval.max_new_tokens": (None, 65536), "eval.num_beams": (None, 1024),
+    "lora.r": (None, 65536), "lora.alpha": (None, 10**6),
+    "loss.focal_gamma": (None, 100.0), "loss.confusion_cap": (None, 10**4),
+    "augment.rotate_degrees": (None, 360.0),
+    **{f"model.tiny.{name}": (None, 65536) for name in (
+        "hidden_size", "intermediate_size", "vision_hidden_size", "vision_intermediate_size")},
+    **{f"model.tiny.{name}": (None, 1024) for name in (
+        "num_layers", "num_heads", "num_kv_heads", "vision_depth", "vision_heads")},
+}
+"""Sane ranges of recipe keys (None: no bound on that side); every float anywhere must also be finite."""
+
+
+def _check_plausible(section: Any, prefix: str) -> None:
+    """Refuse non-finite floats and values outside `PLAUSIBLE`, naming the key (one line)."""
+    for f in dataclasses.fields(section):
+        key, value = f"{prefix}{f.name}", getattr(section, f.name)
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            where = f"{key}[{index}]" if isinstance(value, list) else key
+            if dataclasses.is_dataclass(item):
+                _check_plausible(item, f"{where}.")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise UserError(f"recipe key '{where}': must be a finite number, got {item!r}")
+        if key in PLAUSIBLE and isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = PLAUSIBLE[key]
+            if low is not None and value < low or high is not None and value > high:
+                bounds = f"{low} to {high}" if low is not None else f"at most {high}"
+                raise UserError(f"recipe key '{key}': {value!r} is implausible ({bounds}); a typo?")
 
 
 def _deep_copy(raw: Any) -> Any:
@@ -706,12 +755,53 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """
     path = resolve_recipe_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"recipe {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"cannot read recipe {path}: {err.strerror or err}") from None
+    return recipe_from_dict(_parse_yaml(text, path), overrides)
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    """A recipe's YAML (safe_load), refusing what YAML itself lets pass: a key given twice in one
+    mapping (YAML keeps the last one silently) and an alias that contains itself."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _refuse_duplicate_keys(node, path, "", set(), set())
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"recipe {path} is not valid YAML{where}") from None
-    return recipe_from_dict(raw, overrides)
+    except RecursionError:
+        raise UserError(f"recipe {path} is nested too deeply") from None
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: Path, where: str, active: set, done: set) -> None:
+    """Walk the composed YAML tree; `UserError` naming the dotted key and both lines for a duplicate."""
+    if id(node) in active:
+        raise UserError(f"recipe {path}: the YAML alias at line {node.start_mark.line + 1} contains itself")
+    if id(node) in done:  # an alias of a checked node: once is enough (and keeps alias chains linear)
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple, int] = {}
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            line = key_node.start_mark.line + 1
+            if key_node.tag != "tag:yaml.org,2002:merge" and isinstance(key_node, yaml.ScalarNode):
+                if (key_node.tag, name) in lines:
+                    raise UserError(f"recipe {path}: key '{where}{name}' is given twice (lines "
+                                    f"{lines[key_node.tag, name]} and {line}); keep one")
+                lines[key_node.tag, name] = line
+            _refuse_duplicate_keys(value_node, path, f"{where}{name}.", active, done)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, path, f"{where.rstrip('.')}[{index}].", active, done)
+    active.discard(id(node))
+    done.add(id(node))
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

@@ -162,3 +162,86 @@ def test_every_field_has_a_docstring():
 def test_hand_values_out_of_range_are_named(key, value):
     with pytest.raises(UserError, match=f"data.synth.hand.{key}"):
         load_recipe("cpu_demo", [f"data.synth.hand.{key}={value}"])
+
+
+# --------------------------------------------------------------------------- what YAML lets pass
+
+
+def recipe_file(tmp_path, text: str):
+    path = tmp_path / "r.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("model: {name_or_path: x}\ndata: {source: synth}\ntrain:\n  lr: 0.1\n  max_steps: 5\n  lr: 0.2\n",
+     "key 'train.lr' is given twice (lines 4 and 6)"),
+    ("model: {name_or_path: x}\ndata: {source: synth}\nmodel: {name_or_path: y}\n",
+     "key 'model' is given twice (lines 1 and 3)"),
+    ("model: {name_or_path: x}\ndata: {source: synth, curriculum: [{max_chars: 3, max_chars: 4}]}\n",
+     "key 'data.curriculum[0].max_chars' is given twice (lines 2 and 2)"),
+])
+def test_duplicate_yaml_key_is_an_error_naming_key_and_lines(tmp_path, text, message):
+    with pytest.raises(UserError) as info:
+        load_recipe(recipe_file(tmp_path, text))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_yaml_merge_key_is_not_a_duplicate(tmp_path):
+    text = ("model: &m {name_or_path: x, init: tiny}\ndata: {source: synth}\n"
+            "eval:\n  <<: {batch_size: 4, num_beams: 2}\n  batch_size: 8\n")
+    recipe = load_recipe(recipe_file(tmp_path, text))
+    assert (recipe.eval.batch_size, recipe.eval.num_beams) == (8, 2)  # the explicit key wins, as YAML says
+
+
+def test_self_containing_alias_and_non_utf8_recipe_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="alias at line 1 contains itself"):
+        load_recipe(recipe_file(tmp_path, "model: &a [*a]\n"))
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("model: {name_or_path: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("train.max_steps=1000000000", "train.max_steps"),
+    ("train.batch_size=100000", "train.batch_size"),
+    ("train.lr=50", "train.lr"),
+    ("train.seed=-1", "train.seed"),
+    ("data.synth.seed=4294967296", "data.synth.seed"),
+    ("eval.max_new_tokens=1000000", "eval.max_new_tokens"),
+    ("data.image.height=100000", "data.image.height"),
+])
+def test_implausible_values_are_errors(override, key):
+    message = error_of([override])
+    assert f"recipe key '{key}'" in message and "implausible" in message
+
+
+@pytest.mark.parametrize(("override", "key"), [("train.lr=.inf", "train.lr"),
+                                                ("augment.blur_sigma=.inf", "augment.blur_sigma"),
+                                                ("train.max_grad_norm=.inf", "train.max_grad_norm"),
+                                                ("loss.focal_gamma=.nan", "loss.focal_gamma")])
+def test_non_finite_floats_are_errors(override, key):
+    # NaN fails most sections' own range checks first; whichever check speaks, it names the key.
+    message = error_of([override])
+    assert f"recipe key '{key}'" in message
+    if override.endswith("inf"):
+        assert "must be a finite number, got inf" in message
+
+
+def test_plausible_limits_are_inclusive_and_name_real_keys():
+    assert build(["train.max_steps=100000000", "train.seed=4294967295"]).train.max_steps == 10**8
+    from banglaocr.config import PLAUSIBLE
+
+    flat = set()
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            hint = __import__("typing").get_type_hints(cls)[f.name]
+            sections = [a for a in (hint, *getattr(hint, "__args__", ())) if dataclasses.is_dataclass(a)]
+            for section in sections:
+                walk(section, f"{prefix}{f.name}.")
+            flat.add(f"{prefix}{f.name}")
+
+    walk(Recipe, "")
+    assert sorted(set(PLAUSIBLE) - flat) == []  # a renamed key must not silently lose its limit
