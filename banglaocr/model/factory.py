@@ -56,6 +56,7 @@ import torch
 
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
+from banglaocr.model.patch_embed import use_matmul_patch_embedding
 from banglaocr.model.shipped import looks_like_path, model_source
 from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
 
@@ -224,6 +225,7 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
             # folder rather than point at this one (checkpoint rotation may delete it).
             base_name = None
 
+    use_matmul_patch_embedding(model)  # the vision tower's Conv3d patch embedding, as the matmul it is
     if dtype == torch.float16 or precision == "fp16":
         # By precision too: float32 weights (a full fine-tune) still run under fp16 autocast.
         _keep_vision_tower_in_fp32(model)
