@@ -336,6 +336,9 @@ class Reading:
     """The normalised text the model read; None when the image could not be decoded."""
     error: str | None = None
     """Why the image could not be decoded (one line); None on success."""
+    blank: bool = False
+    """The image holds no ink (`pixels.ink_box` finds none, nor on the inverted image): `text` is ""
+    without asking the model, which would invent a word."""
 
 
 def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: ReadSettings,
@@ -344,37 +347,53 @@ def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: Re
     """Decode and read many images; yield one `Reading` per source, in input order.
 
     `sources` are whatever `open_image` takes (paths, `Record`s, bytes). An image that fails to
-    decode becomes a `Reading` with `error` set and the rest go on. Images are decoded
-    `chunk_size` at a time, so memory stays bounded however many there are (each chunk is
-    ordered by width inside `generate_texts`). `on_batch(n)` is called with the number of
-    inputs finished (read or failed).
+    decode becomes a `Reading` with `error` set and the rest go on; a blank image (no ink) becomes
+    an empty `Reading` with `blank` set, not shown to the model. Images are decoded `chunk_size`
+    at a time, so memory stays bounded however many there are (each chunk is ordered by width
+    inside `generate_texts`). `on_batch(n)` is called with the number of inputs finished (read,
+    blank or failed).
 
     >>> import torch
     >>> from banglaocr.config import ModelConfig
     >>> from banglaocr.model.factory import load_model
     >>> _ = torch.manual_seed(0)
     >>> tiny = load_model(ModelConfig(name_or_path="demo", init="tiny"), None)
-    >>> [(r.text, r.error) for r in read_images(tiny.model, tiny.tokenizer, ["missing.png"], default_read_settings())]
-    [(None, 'no such file: missing.png')]
+    >>> sources = ["missing.png", Image.new("RGB", (64, 32), "white")]
+    >>> [(r.text, r.error, r.blank) for r in read_images(tiny.model, tiny.tokenizer, sources, default_read_settings())]
+    [(None, 'no such file: missing.png', False), ('', None, True)]
     """
+    from PIL import ImageOps
+
+    from banglaocr.data.pixels import ink_box
     from banglaocr.data.sources import UnreadableImage, open_image
 
     chunk: list[Any] = []
 
+    def is_blank(image: Image.Image) -> bool:
+        # Light ink on dark paper has no ink by ink_box's measure either: blank only if neither has.
+        return ink_box(image) is None and ink_box(ImageOps.invert(image)) is None
+
     def flush() -> Iterator[Reading]:
-        images, errors = [], {}
+        images, errors, blanks = [], {}, set()
         for index, source in enumerate(chunk):
             try:
-                images.append(open_image(source))
-            except (UnreadableImage, Image.DecompressionBombError) as err:
+                image = open_image(source)
+            except UnreadableImage as err:
                 errors[index] = " ".join(str(err).split()) or type(err).__name__
-        if errors and on_batch is not None:
-            on_batch(len(errors))
+                continue
+            if is_blank(image):
+                blanks.add(index)
+            else:
+                images.append(image)
+        if (errors or blanks) and on_batch is not None:
+            on_batch(len(errors) + len(blanks))
         texts = iter(generate_texts(model, tokenizer, images, settings, batch_size=batch_size,
                                     num_beams=num_beams, on_batch=on_batch))
         for index, source in enumerate(chunk):
             if index in errors:
                 yield Reading(source=source, text=None, error=errors[index])
+            elif index in blanks:
+                yield Reading(source=source, text="", blank=True)
             else:
                 yield Reading(source=source, text=next(texts))
 

@@ -171,6 +171,23 @@ def test_read_images_keeps_input_order_across_chunks_and_errors(monkeypatch, tmp
     assert sum(done) == 3  # the fake never reports batches: only the failed images were counted
 
 
+def test_read_images_marks_blank_images_without_asking_the_model(monkeypatch):
+    """No ink -> an empty, blank Reading; light ink on dark paper is not blank; the model sees only the rest."""
+    import banglaocr.infer as infer
+
+    word = _word_image(random.Random(0))
+    inverted = Image.eval(word, lambda v: 255 - v)
+    sources = [Image.new("RGB", (64, 32), "white"), word, Image.new("L", (1, 1), 0), inverted,
+               Image.new("RGB", (200, 40), (90, 90, 90))]
+    shown = []
+    monkeypatch.setattr(infer, "generate_texts",
+                        lambda model, tokenizer, images, settings, **kw: shown.extend(images) or ["ক"] * len(images))
+    done = []
+    readings = list(infer.read_images(None, None, sources, infer.default_read_settings(), on_batch=done.append))
+    assert [(r.text, r.blank) for r in readings] == [("", True), ("ক", False), ("", True), ("ক", False), ("", True)]
+    assert len(shown) == 2 and sum(done) == 3  # the fake reports no batches: only the three blanks were counted
+
+
 # --------------------------------------------------------------------------- predict
 
 

@@ -101,10 +101,79 @@ def test_manifest_jsonl_and_csv(tmp_path):
         load_splits(DataConfig(source=str(tmp_path / "m.csv"), image_column="path"))
 
 
-def test_bad_manifest_line_is_a_clear_error(tmp_path):
-    (tmp_path / "m.jsonl").write_text('{"image": "a.png", "text": "ক"}\nnot json\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"m.jsonl:2: not valid JSON"):
-        load_splits(DataConfig(source=str(tmp_path / "m.jsonl")))
+def test_bad_manifest_lines_are_counted_a_file_without_rows_is_one_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    (tmp_path / "m.jsonl").write_text('{"image": "a.png", "text": "ক"}\nnot json\n[1, 2]\n', encoding="utf-8")
+    splits = load_splits(DataConfig(source=str(tmp_path / "m.jsonl"), val_fraction=0, test_fraction=0))
+    assert len(splits.train) == 1
+    assert splits.skipped.examples == {"malformed manifest line": ["m.jsonl:2", "m.jsonl:3"]}
+    (tmp_path / "words.jsonl").write_text("file_name,text\na.png,ক\n", encoding="utf-8")  # CSV named .jsonl
+    with pytest.raises(UserError, match=r"words.jsonl: no line is a valid row \(line 1: not valid JSON\)"):
+        load_splits(DataConfig(source=str(tmp_path / "words.jsonl")))
+
+
+def test_csv_manifest_bad_lines_bom_and_quoting(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(png_bytes())
+    text = ("\ufefffile_name,text\n"            # a byte-order mark (Excel) before the header
+            "a.png,\"কলম, খাতা\"\n"           # a quoted comma
+            "b.png,ক,extra\n"                   # one field too many
+            "c.png\n"                           # one field too few
+            + "x" * 200_000 + ",ক\n"            # a field over csv's size limit: csv refuses the line
+            "nul\x00.png,ক\n"                  # a NUL byte in a path
+            "c.png,\"দুই\nলাইন\"\n")           # a quoted line break inside the label
+    (tmp_path / "m.csv").write_text(text, encoding="utf-8")
+    splits = load_splits(DataConfig(source=str(tmp_path / "m.csv"), val_fraction=0, test_fraction=0))
+    assert [(r.id, r.text) for r in splits.train] == [("a.png", "কলম, খাতা"), ("c.png", "দুই লাইন")]
+    assert splits.skipped.counts == {"malformed manifest line": 3, "invalid image path": 1}
+    assert splits.skipped.examples["malformed manifest line"] == ["m.csv:3", "m.csv:4", "m.csv:5"]
+    (tmp_path / "latin1.csv").write_bytes("file_name,text\ncafé.png,x\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        load_splits(DataConfig(source=str(tmp_path / "latin1.csv")))
+
+
+def test_a_column_missing_from_some_rows_skips_them_from_all_is_one_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    (tmp_path / "b.png").write_bytes(png_bytes())
+    (tmp_path / "m.jsonl").write_text('{"image": "a.png", "text": "ক"}\n{"image": "b.png"}\n', encoding="utf-8")
+    splits = load_splits(DataConfig(source=str(tmp_path / "m.jsonl"), val_fraction=0, test_fraction=0))
+    assert len(splits.train) == 1 and splits.skipped.counts == {"empty label": 1}
+    (tmp_path / "n.jsonl").write_text('{"picture": "a.png", "text": "ক"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"no image column \(looked for image, file_name, path, file; columns: "
+                                        r"picture, text\); set data.image_column"):
+        load_splits(DataConfig(source=str(tmp_path / "n.jsonl")))
+
+
+def test_root_metadata_of_an_imagefolder_is_confined_too(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    (tmp_path / "secret.png").write_bytes(png_bytes())
+    (root / "a.png").write_bytes(png_bytes())
+    rows = [{"file_name": "a.png", "text": "ক"}, {"file_name": "../secret.png", "text": "খ"}]
+    (root / "metadata.csv").write_text("file_name,text\n" + "".join(f"{r['file_name']},{r['text']}\n" for r in rows),
+                                       encoding="utf-8")
+    splits = load_splits(DataConfig(source=str(root), val_fraction=0, test_fraction=0))
+    assert [r.id for r in splits.train] == ["a.png"]
+    assert splits.skipped.counts == {"image path outside its folder": 1}
+
+
+def test_a_test_only_folder_loads_for_evaluation_and_refuses_training(tmp_path):
+    root = make_imagefolder(tmp_path / "ds", {"test": 5})
+    splits = load_splits(DataConfig(source=str(root)))
+    assert len(splits.test) == 5 and splits.val == [] and splits.split("test") == splits.test
+    with pytest.raises(UserError, match=r"data.split 'train' not found in .* \(splits: test\)"):
+        splits.split("train")
+    broken = make_imagefolder(tmp_path / "broken", {"train": 2, "test": 3})
+    for png in (broken / "train").glob("*.png"):
+        png.write_bytes(b"")
+    splits = load_splits(DataConfig(source=str(broken)))
+    assert len(splits.test) == 3
+    with pytest.raises(UserError, match="no usable training samples"):
+        splits.train
+    (tmp_path / "nothing" / "test").mkdir(parents=True)
+    (tmp_path / "nothing" / "test" / "metadata.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(UserError, match="data.split 'train' not found"):
+        load_splits(DataConfig(source=str(tmp_path / "nothing")))
 
 
 def _arrow_dataset(n=10):

@@ -57,6 +57,41 @@ PrecisionOption = Annotated[
 DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
 
 
+def check_writable(path: Path, kind: str, option: str = "--out") -> None:
+    """Refuse an output `path` (`kind` "file" or "folder") that cannot be written, before any work is done.
+
+    Nothing is created: the nearest existing folder on the way is probed with a temporary file
+    (removed at once), which catches what permission bits alone miss - a read-only file system,
+    /proc, a file where a folder should be. `UserError` (exit 2), one line naming what to do.
+    """
+    path = Path(path).expanduser()
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder; choose another {option}")
+    existing = path if kind == "folder" else path.parent
+    existing = existing.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder; choose another {option}")
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".banglaocr-write-check-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write {option} {path}: no new files can be made in {existing} "
+                        f"({err.strerror or err}); choose a writable {option}") from None
+    if kind == "file" and path.is_file():
+        try:
+            with path.open("a"):  # may we replace the existing file? (append mode changes nothing)
+                pass
+        except OSError as err:
+            raise UserError(f"cannot write {option} {path}: {err.strerror or err}; "
+                            f"choose a writable {option}") from None
+
+
 @contextlib.contextmanager
 def without_transformers_progress() -> Iterator[None]:
     """Hide transformers' per-shard "Loading weights" bars while loading (they would mix with ours)."""

@@ -25,7 +25,7 @@ from typing import Annotated
 
 import typer
 
-from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, console, err_console, load_quietly, progress_bar,
+from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, check_writable, console, err_console, load_quietly, progress_bar,
                                   user_errors)
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -158,6 +158,8 @@ def eval_command(
         from banglaocr.errors import UserError
         from banglaocr.infer import resolve_model
 
+        out_dir = out or default_out_dir(model, adapter, split)
+        check_writable(out_dir, "folder")  # before minutes of loading and reading, not after
         data_cfg, eval_cfg = _data_config(dataset, recipe, classes)
         splits = load_splits(data_cfg)
         records = _records(splits, split)[:max_samples]
@@ -167,7 +169,6 @@ def eval_command(
         num_beams = num_beams or (eval_cfg.num_beams if eval_cfg else 1)
         scores, rows, unreadable = evaluate(model, adapter, records, batch_size, num_beams, precision, device,
                                             show_progress=len(records) > batch_size)
-        out_dir = out or default_out_dir(model, adapter, split)
         summary = {"model": model, "model_folder": resolve_model(model), "adapter": adapter,
                    "data": data_cfg.source, "split": split, "batch_size": batch_size, "num_beams": num_beams,
                    **scores,

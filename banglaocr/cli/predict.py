@@ -3,12 +3,15 @@
 Inputs are image files, folders (searched recursively for image files, sorted), glob patterns
 (expanded here too, for shells that do not) or `-` (newline-separated paths on stdin). Every
 image gets exactly one row, in input order. An image that cannot be read - missing, empty,
-truncated, not an image - gets an error row and the rest go on; the exit code is then 1.
-Rows go to stdout (progress to stderr) or to `--out`, the only file this command writes.
+truncated, not an image, too large - gets an error row and the rest go on; the exit code is
+then 1. A blank image (no ink) gets an empty prediction marked as blank, never an invented word.
+Rows go to stdout (progress to stderr) or to `--out`, the only file this command writes; `--out`
+is checked before the model is loaded.
 
-Formats: `text` (`file<TAB>prediction`, or `file<TAB>ERROR: reason`), `jsonl`
-(`{"file": ..., "prediction": ...}` or `{"file": ..., "error": ...}`), `csv` (columns
-`file,prediction,error`). The default follows the `--out` suffix (.jsonl, .csv), else text.
+Formats: `text` (`file<TAB>prediction`, or `file<TAB>ERROR: reason`; a blank image's prediction
+is empty), `jsonl` (`{"file": ..., "prediction": ...}`, plus `"blank": true` for a blank image, or
+`{"file": ..., "error": ...}`), `csv` (columns `file,prediction,error,blank`). The default follows
+the `--out` suffix (.jsonl, .csv), else text.
 
 This module also holds the options `predict` and `eval` share (model, adapter, precision, ...).
 
@@ -30,7 +33,8 @@ from typing import Annotated
 import typer
 
 from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, ModelOption, NumBeamsOption,
-                                  PrecisionOption, err_console, load_quietly, progress_bar, user_errors)
+                                  PrecisionOption, check_writable, err_console, load_quietly, progress_bar,
+                                  user_errors)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 FORMATS = ("text", "jsonl", "csv")
@@ -84,20 +88,25 @@ def _one_line(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def format_row(file: str, prediction: str | None, error: str | None, fmt: str) -> str:
-    """One output line (with its newline) in `fmt`.
+def format_row(file: str, prediction: str | None, error: str | None, fmt: str, blank: bool = False) -> str:
+    """One output line (with its newline) in `fmt`; `blank`: the image holds no ink (empty prediction).
 
     >>> format_row("a.png", "আমি", None, "text")
     'a.png\\tআমি\\n'
     >>> format_row("b.png", None, "empty file", "jsonl")
     '{"file": "b.png", "error": "empty file"}\\n'
+    >>> format_row("c.png", "", None, "jsonl", blank=True)
+    '{"file": "c.png", "prediction": "", "blank": true}\\n'
     """
     if fmt == "jsonl":
         row = {"file": file, "error": error} if error is not None else {"file": file, "prediction": prediction}
+        if blank:
+            row["blank"] = True
         return json.dumps(row, ensure_ascii=False) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow([file, prediction or "", error or ""])
+        csv.writer(buffer, lineterminator="\n").writerow([file, prediction or "", error or "",
+                                                          "true" if blank else ""])
         return buffer.getvalue()
     value = f"ERROR: {error}" if error is not None else prediction
     return f"{_one_line(file)}\t{_one_line(value or '')}\n"
@@ -117,8 +126,6 @@ def _choose_format(fmt: str | None, out: Path | None) -> str:
 def _open_output(out: Path):
     from banglaocr.errors import UserError
 
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder; give a file name")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         return out.open("w", encoding="utf-8", newline="")
@@ -149,15 +156,17 @@ def predict(
         output_format = _choose_format(fmt, out)
         stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else None
         pairs = expand_inputs(inputs, stdin_lines)
+        if out is not None:
+            check_writable(out, "file")  # before minutes of loading and reading, not after
         loaded, settings = load_quietly(model, adapter, precision, device)
         from banglaocr.infer import read_images
 
         handle = _open_output(out) if out is not None else None
-        failed = 0
+        failed = blank = 0
         try:
             write = handle.write if handle is not None else sys.stdout.write
             if output_format == "csv":
-                write("file,prediction,error\n")
+                write("file,prediction,error,blank\n")
             # The reader yields in input order, so rows are written as each chunk finishes;
             # inputs that already failed (an empty folder, a pattern without matches) skip it.
             readable = [file for file, error in pairs if error is None]
@@ -165,14 +174,16 @@ def predict(
                 readings = read_images(loaded.model, loaded.tokenizer, readable, settings,
                                        batch_size=batch_size, num_beams=num_beams, on_batch=advance)
                 for file, error in pairs:
+                    is_blank = False
                     if error is None:
                         reading = next(readings)
-                        text, error = reading.text, reading.error
+                        text, error, is_blank = reading.text, reading.error, reading.blank
                     else:
                         text = None
                         advance(1)
                     failed += error is not None
-                    write(format_row(file, text, error, output_format))
+                    blank += is_blank
+                    write(format_row(file, text, error, output_format, blank=is_blank))
         except BrokenPipeError:
             # The reader of stdout went away (`| head`): stop quietly, like other command-line tools.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -180,6 +191,8 @@ def predict(
         finally:
             if handle is not None:
                 handle.close()
+    if blank:
+        err_console.print(f"{blank} blank image(s) (no ink): empty prediction", highlight=False)
     if out is not None:
         err_console.print(f"wrote {len(pairs)} rows to {out} ({failed} failed)", highlight=False)
     if failed:

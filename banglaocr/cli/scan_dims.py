@@ -97,17 +97,23 @@ def _print_report(result, source: str, split: str, tokenizer_name: str) -> None:
               "visual_tokens_budget": "visual tokens (budget)",
               "visual_tokens_default": "visual tokens (processor default)"}
     for name, row in result.table().items():
+        if not row:  # e.g. no image the default processor accepts
+            continue
         fmt = "{:.2f}" if name == "aspect" else "{:.0f}"
         table.add_row(labels.get(name, name), *(fmt.format(row[key]) for key in ("p5", "p50", "p95", "p99", "max")))
     console.print(table)
     budget = result.budget
     median_budget = result.table()["visual_tokens_budget"]["p50"]
-    median_default = result.table()["visual_tokens_default"]["p50"]
+    median_default = result.table()["visual_tokens_default"].get("p50")
+    default = f"{median_default:.0f}" if median_default is not None else "-"
     console.print(
         f"[bold]budget[/]: data.image.height={budget['height']} data.image.max_width={budget['max_width']} "
         f"eval.max_new_tokens={budget['max_new_tokens']}\n"
-        f"median word crop: {median_budget:.0f} visual tokens under the budget vs {median_default:.0f} "
+        f"median word crop: {median_budget:.0f} visual tokens under the budget vs {default} "
         f"with the processor default; {budget['squeezed_fraction']:.1%} of crops are squeezed to max_width"
     )
+    if budget["processor_refuses"]:
+        console.print(f"{budget['processor_refuses']} image(s) have an aspect ratio over "
+                      "200, which Qwen's default image processor refuses (the budget squeezes them)")
     if result.skipped.total:
         console.print(f"[yellow]{result.skipped.summary()}[/]")

@@ -31,6 +31,7 @@ PERCENTILES = (5, 50, 95, 99, 100)
 PROCESSOR_MIN_PIXELS = 65536
 PROCESSOR_MAX_PIXELS = 16777216
 PROCESSOR_FACTOR = 32
+PROCESSOR_MAX_ASPECT = 200  # smart_resize raises above it (banglaocr's own budget squeezes such crops instead)
 
 
 @dataclass
@@ -70,14 +71,17 @@ def percentile_row(values: list[float]) -> dict[str, float]:
     return {("max" if q == 100 else f"p{q}"): percentile(values, q) for q in PERCENTILES}
 
 
-def processor_default_tokens(height: int, width: int) -> int:
-    """Visual tokens Qwen3-VL's default image processor gives an image of this size.
+def processor_default_tokens(height: int, width: int) -> int | None:
+    """Visual tokens Qwen3-VL's default image processor gives an image of this size; None for an image
+    it refuses (aspect ratio over 200 either way).
 
-    >>> processor_default_tokens(32, 128)
-    64
+    >>> processor_default_tokens(32, 128), processor_default_tokens(10, 3100)
+    (64, None)
     """
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
+    if max(height, width) / min(height, width) > PROCESSOR_MAX_ASPECT:
+        return None
     resized_h, resized_w = smart_resize(height, width, factor=PROCESSOR_FACTOR,
                                         min_pixels=PROCESSOR_MIN_PIXELS, max_pixels=PROCESSOR_MAX_PIXELS)
     return visual_tokens(resized_h, resized_w)
@@ -150,11 +154,13 @@ def scan_records(records: list[Record], tokenizer, samples: int = 1000, seed: in
     image_cfg = ImageConfig(height=budget["height"], max_width=budget["max_width"],
                             min_width=budget["min_width"], stretch=stretch)
     budget_tokens = [visual_tokens(image_cfg.height, budget_width(h, w, image_cfg)) for w, h in zip(widths, heights)]
-    default_tokens = [processor_default_tokens(h, w) for w, h in zip(widths, heights)]
+    # Images the default processor refuses have no count there (the report says how many).
+    default_tokens = [t for t in (processor_default_tokens(h, w) for w, h in zip(widths, heights)) if t is not None]
     columns["visual_tokens_budget"] = budget_tokens
     columns["visual_tokens_default"] = default_tokens
     squeezed = sum(1 for w, h in zip(widths, heights) if w * budget["height"] * stretch / h > budget["max_width"])
     budget["squeezed_fraction"] = squeezed / len(widths)
+    budget["processor_refuses"] = len(widths) - len(default_tokens)
     return ScanResult(columns=columns, budget=budget, skipped=skipped, sampled=len(chosen),
                       population=len(records))
 

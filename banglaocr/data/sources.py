@@ -29,29 +29,26 @@ Accepted sources (`data.source`):
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import json
+import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from banglaocr.config import DataConfig
+from banglaocr.data.decode import UnreadableImage, as_unreadable, header_size, open_checked, to_rgb
 from banglaocr.errors import UserError, first_line
 from banglaocr.text import normalize
 
 VAL_SPLIT_NAMES = ("val", "validation", "valid", "dev")
 TEST_SPLIT_NAMES = ("test",)
-
-
-class UnreadableImage(Exception):
-    """An image that cannot be decoded (missing, empty, truncated, not an image)."""
 
 
 def unreadable_reason(error: str) -> str:
@@ -127,13 +124,26 @@ class SkipReport:
 
 @dataclass
 class DataSplits:
-    """Train / val / test records of one source and what was skipped while loading them."""
+    """Train / val / test records of one source and what was skipped while loading them.
 
-    train: list[Record]
+    A source without usable training samples - a folder with only `test/`, the normal case for
+    evaluation - still loads: its val and test records are there, and reading `train` raises the
+    reason (`no_train`) as a `UserError`, so training on it stops with that one line.
+    """
+
+    train_records: list[Record]
     val: list[Record]
     test: list[Record]
     skipped: SkipReport
     source: str
+    no_train: str | None = None
+    """Why there is no usable training split (None when there is one)."""
+
+    @property
+    def train(self) -> list[Record]:
+        if self.no_train is not None:
+            raise UserError(self.no_train)
+        return self.train_records
 
     def split(self, name: str) -> list[Record]:
         if name not in ("train", "val", "test"):
@@ -145,41 +155,38 @@ class DataSplits:
 
 
 def open_image(record_or_image: Record | Any) -> Image.Image:
-    """Decode a record's image to RGB; raise `UnreadableImage` with the reason.
+    """Decode a record's image to upright RGB on white (`banglaocr.data.decode`); raise `UnreadableImage`
+    with the reason.
 
     >>> open_image(Record(id="x", text="ক", image=b""))
     Traceback (most recent call last):
     ...
-    banglaocr.data.sources.UnreadableImage: empty image data
+    banglaocr.data.decode.UnreadableImage: empty image data
     """
     image = _open_lazily(record_or_image)
-    with _as_unreadable():
-        image.load()  # decode now: truncated files fail here, not later inside a batch
-        return image.convert("RGB")
+    try:
+        return to_rgb(image)
+    finally:
+        if image is not _given_image(record_or_image):  # close the file this opened, never the caller's image
+            image.close()
 
 
 def image_size(record: Record) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding pixels where possible."""
+    """(width, height) as displayed (EXIF orientation applied), from the image header without decoding pixels."""
     if isinstance(record.image, Image.Image):
         return record.image.size
-    with _as_unreadable(), _open_lazily(record) as image:  # closes the file this opened
-        return image.size
+    with _open_lazily(record) as image:  # closes the file this opened
+        return header_size(image)
 
 
-@contextlib.contextmanager
-def _as_unreadable():
-    """Turn whatever Pillow raises for a bad image into `UnreadableImage` with the reason."""
-    try:
-        yield
-    except UnreadableImage:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
-        raise UnreadableImage(f"not a readable image ({type(err).__name__}: {err})") from None
+def _given_image(record_or_image: Record | Any) -> Any:
+    return record_or_image.image if isinstance(record_or_image, Record) else record_or_image
 
 
 def _open_lazily(record_or_image: Record | Any) -> Image.Image:
-    """A record's image opened (header read, pixels not yet decoded); `UnreadableImage` when it cannot be."""
-    source = record_or_image.image if isinstance(record_or_image, Record) else record_or_image
+    """A record's image opened (header read and size checked, pixels not yet decoded); `UnreadableImage`
+    when it cannot be."""
+    source = _given_image(record_or_image)
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, HubImage):
@@ -188,70 +195,177 @@ def _open_lazily(record_or_image: Record | Any) -> Image.Image:
         source = source.get("bytes") or source.get("path")
     if source is None:
         raise UnreadableImage("no image")
-    with _as_unreadable():
-        if isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise UnreadableImage("empty image data")
-            return Image.open(io.BytesIO(source))
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise UnreadableImage("empty image data")
+        return open_checked(io.BytesIO(source))
+    with as_unreadable():
         path = Path(source)
         if not path.is_file():
             raise UnreadableImage(f"no such file: {path}")
         if path.stat().st_size == 0:
             raise UnreadableImage("empty file")
-        return Image.open(path)
+    return open_checked(str(path))
 
 # --------------------------------------------------------------------------- reading rows
 
+MALFORMED = "malformed manifest line"
+IMAGE_KEYS = ("file_name", "image", "path", "file")
+"""Columns that may hold the image path, after `data.image_column`."""
 
-def _read_table(path: Path) -> list[dict]:
-    """Rows of a .jsonl or .csv file; a malformed line is a clear error naming file and line."""
+
+def _read_table(path: Path, skipped: SkipReport) -> list[dict]:
+    """Rows of a .jsonl or .csv file (UTF-8, a byte-order mark allowed).
+
+    A line that is not a row - not JSON, not a JSON object, a CSV line with another number of
+    fields than the header - is skipped and counted (`MALFORMED`, named `file:line`); a file that
+    cannot be read, is not UTF-8 or has no valid row at all is one clear `UserError`.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
+        rows, bad = _jsonl_rows(text, path, skipped)
+    elif path.suffix == ".csv":
+        rows, bad = _csv_rows(text, path, skipped)
+    else:
+        raise UserError(f"{path}: manifest must be .jsonl or .csv")
+    if bad and not rows:
+        raise UserError(f"{path}: no line is a valid row (line {bad[0]}: {bad[1]}); "
+                        f"is it a {'JSON-lines' if path.suffix == '.jsonl' else 'CSV'} file?")
+    return rows
+
+
+def _jsonl_rows(text: str, path: Path, skipped: SkipReport) -> tuple[list[dict], tuple | None]:
+    rows, first_bad = [], None
+    # split("\n"), not splitlines(): U+2028 and other Unicode line breaks may stand inside a JSON string.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            problem = None if isinstance(row, dict) else "not a JSON object"
+        except (json.JSONDecodeError, RecursionError):
+            problem = "not valid JSON"
+        if problem is not None:
+            skipped.add(MALFORMED, f"{path.name}:{number}")
+            first_bad = first_bad or (number, problem)
+            continue
+        rows.append(row)
+    return rows, first_bad
+
+
+def _csv_rows(text: str, path: Path, skipped: SkipReport) -> tuple[list[dict], tuple | None]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows, first_bad, header = [], None, None
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # a NUL byte, a field over the size limit: this line only
+            problem = f"not CSV ({err})"
+        else:
+            if not fields:
+                continue  # blank line
+            if header is None:
+                header = fields
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(f"{path}:{number}: not valid JSON") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: each line must be a JSON object")
-            rows.append(row)
-        return rows
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
-    raise UserError(f"{path}: manifest must be .jsonl or .csv")
+            if len(fields) == len(header):
+                rows.append(dict(zip(header, fields)))
+                continue
+            problem = f"{len(fields)} fields, the header has {len(header)}"
+        skipped.add(MALFORMED, f"{path.name}:{reader.line_num}")
+        first_bad = first_bad or (reader.line_num, problem)
+    return rows, first_bad
 
 
-def _records_from_rows(rows: list[dict], base_dir: Path, cfg: DataConfig, where: str,
-                       skipped: SkipReport) -> list[Record]:
-    image_keys = [cfg.image_column, "file_name", "image", "path", "file"]
+def _check_columns(rows: list[dict], image_keys: list[str], cfg: DataConfig, where: str) -> None:
+    """A column missing from EVERY row is a mistake in the whole table (one error); from some rows, a bad row."""
+    if not rows:
+        return
+    columns = list(dict.fromkeys(str(key) for row in rows[:100] for key in row))
+    if not any(cfg.text_column in row for row in rows):
+        raise UserError(f"{where}: no '{cfg.text_column}' column (columns: {', '.join(columns)}); "
+                        "set data.text_column")
+    if not any(key in row for row in rows for key in image_keys):
+        raise UserError(f"{where}: no image column (looked for {', '.join(image_keys)}; columns: "
+                        f"{', '.join(columns)}); set data.image_column")
+
+
+def _records_from_rows(rows: list[dict], base_dir: Path, cfg: DataConfig, where: str, skipped: SkipReport,
+                       confined: bool) -> list[Record]:
+    """Records of a table's rows, image paths relative to `base_dir`; bad rows skipped with a reason.
+
+    `confined` (an imagefolder's metadata): every image must resolve inside `base_dir`, symlinks
+    followed - a data set from elsewhere must not make us read other files. A manifest given as
+    `data.source` is the user's own list and may name any path.
+    """
+    image_keys = list(dict.fromkeys([cfg.image_column, *IMAGE_KEYS]))
+    _check_columns(rows, image_keys, cfg, where)
     records = []
     for index, row in enumerate(rows):
         image_key = next((key for key in image_keys if row.get(key) not in (None, "")), None)
         sample_id = str(row.get("file_name") or row.get("id") or f"{where}#{index}")
-        if cfg.text_column not in row:
-            raise UserError(f"{where}: row {index + 1} has no '{cfg.text_column}' column "
-                            f"(columns: {', '.join(map(str, row))}); set data.text_column")
-        text = normalize(str(row[cfg.text_column] or ""))
+        raw_text = row.get(cfg.text_column)
+        if isinstance(raw_text, (dict, list, bool)):
+            skipped.add("label is not text", sample_id)
+            continue
+        text = normalize("" if raw_text is None else str(raw_text))
         if image_key is None:
             skipped.add("no image path", sample_id)
             continue
         if not text:
             skipped.add("empty label", sample_id)
             continue
-        path = (base_dir / str(row[image_key])).resolve()
-        if not path.is_file():
-            skipped.add("missing image file", sample_id)
+        if not isinstance(row[image_key], str):
+            skipped.add("image path is not text", sample_id)
             continue
-        if path.stat().st_size == 0:
-            skipped.add("empty image file", sample_id)
+        path, problem = _image_path(base_dir, row[image_key], confined)
+        if problem is not None:
+            skipped.add(problem, sample_id)
             continue
         cls = row.get(cfg.class_column) if cfg.class_column else None
         meta = {k: v for k, v in row.items() if k not in (image_key, cfg.text_column, cfg.class_column)}
         records.append(Record(id=sample_id, text=text, image=str(path), cls=cls, meta=meta))
     return records
+
+
+def _image_path(base_dir: Path, name: str, confined: bool) -> tuple[Path | None, str | None]:
+    """The image file a row names, or (None, the skip reason)."""
+    try:
+        folder = base_dir.absolute()
+        if confined:
+            if Path(name).is_absolute():
+                return None, "absolute image path in an imagefolder"
+            if not Path(os.path.normpath(folder / name)).is_relative_to(os.path.normpath(folder)):
+                return None, "image path outside its folder"
+        path = (folder / name).resolve()
+        if confined and not path.is_relative_to(folder.resolve()):
+            return None, "image symlink leading outside its folder"
+        if not path.is_file():
+            return None, "missing image file"
+        if path.stat().st_size == 0:
+            return None, "empty image file"
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
+        return None, "invalid image path"
+    return path, None
+
+
+def _without_duplicates(records: list[Record], skipped: SkipReport) -> list[Record]:
+    """The first row of each image file (and of each id): a file listed twice is scored (or trained) once."""
+    kept, files, ids = [], set(), set()
+    for record in records:
+        if record.image in files or record.id in ids:
+            skipped.add("duplicate row (image or id listed before)", record.id)
+            continue
+        files.add(record.image)
+        ids.add(record.id)
+        kept.append(record)
+    return kept
 
 
 def _find_metadata(folder: Path) -> Path | None:
@@ -262,16 +376,22 @@ def _find_metadata(folder: Path) -> Path | None:
 
 
 def _imagefolder_splits(root: Path, cfg: DataConfig, skipped: SkipReport) -> dict[str, list[Record]]:
-    splits = {}
-    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+    splits: dict[str, list[Record]] = {}
+    try:
+        children = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError as err:
+        raise UserError(f"cannot read data folder {root}: {err.strerror or err}") from None
+    for child in children:
         metadata = _find_metadata(child)
         if metadata is not None:
-            splits[child.name] = _records_from_rows(_read_table(metadata), child, cfg, child.name, skipped)
+            rows = _read_table(metadata, skipped)
+            splits[child.name] = _records_from_rows(rows, child, cfg, child.name, skipped, confined=True)
     root_metadata = _find_metadata(root)
     if root_metadata is not None:
+        rows = _read_table(root_metadata, skipped)
         splits.setdefault("train", [])
-        splits["train"] += _records_from_rows(_read_table(root_metadata), root, cfg, root.name, skipped)
-    return splits
+        splits["train"] += _records_from_rows(rows, root, cfg, root.name, skipped, confined=True)
+    return {name: _without_duplicates(records, skipped) for name, records in splits.items()}
 
 
 def _hub_records(dataset: Any, cfg: DataConfig, split_name: str, skipped: SkipReport) -> list[Record]:
@@ -321,7 +441,8 @@ def _load_raw_splits(cfg: DataConfig, skipped: SkipReport) -> dict[str, list[Rec
     source = cfg.source
     path = Path(source).expanduser()
     if path.is_file():
-        return {"train": _records_from_rows(_read_table(path), path.parent, cfg, path.name, skipped)}
+        records = _records_from_rows(_read_table(path, skipped), path.parent, cfg, path.name, skipped, confined=False)
+        return {"train": _without_duplicates(records, skipped)}
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
             return _load_with_datasets(str(path), cfg, skipped, from_disk=True)
@@ -376,16 +497,21 @@ def load_splits(cfg: DataConfig) -> DataSplits:
 
     When the source has no validation (or test) split, `val_fraction` (`test_fraction`) of the
     training split is held out with `split_seed`: the same seed always gives the same split.
+    A source with val/test records but no usable training split loads (see `DataSplits`); one
+    with no usable records at all is a `UserError`.
     """
     if cfg.source == "synth":
         raise UserError("data.source 'synth' must be rendered first (banglaocr synth --out DIR), "
                         "then point data.source at DIR")
     skipped = SkipReport()
     splits = _load_raw_splits(cfg, skipped)
+    no_train = None
     if cfg.split not in splits:
-        raise UserError(f"data.split '{cfg.split}' not found in {cfg.source} (splits: {', '.join(sorted(splits))})")
+        no_train = f"data.split '{cfg.split}' not found in {cfg.source} (splits: {', '.join(sorted(splits))})"
+        if not splits:
+            raise UserError(no_train)
     rng = random.Random(cfg.split_seed)
-    train = _select_classes(splits[cfg.split], cfg, rng)
+    train = _select_classes(splits.get(cfg.split, []), cfg, rng)
     val = _named_split(splits, cfg.val_split, VAL_SPLIT_NAMES, "val")
     test = _named_split(splits, cfg.test_split, TEST_SPLIT_NAMES, "test")
     val = None if val is None else _select_classes(val, cfg, rng)
@@ -400,9 +526,12 @@ def load_splits(cfg: DataConfig) -> DataSplits:
         train = [train[i] for i in sorted(order[n_val + n_test:])]
         val = held_val if val is None else val
         test = held_test if test is None else test
-    if not train:
-        raise UserError(f"no usable training samples in {cfg.source} ({skipped.summary()})")
-    return DataSplits(train=train, val=val, test=test, skipped=skipped, source=cfg.source)
+    if not train and no_train is None:
+        no_train = f"no usable training samples in {cfg.source} ({skipped.summary()})"
+    if no_train is not None and not val and not test:
+        raise UserError(no_train)
+    return DataSplits(train_records=train, val=val, test=test, skipped=skipped, source=cfg.source,
+                      no_train=no_train)
 
 
 def synth_dir(cfg: DataConfig, work_dir: Path) -> Path:
