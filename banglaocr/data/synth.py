@@ -316,8 +316,17 @@ def _split_sizes(n: int, splits: tuple[float, float, float]) -> dict[str, int]:
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Create (or, with `overwrite`, empty an earlier synth output in) `out_dir`; `UserError` when it cannot be."""
+    try:
+        _create_out_dir(out_dir, overwrite)
+    except OSError as err:  # a read-only file system, /proc, a file on the way, no permission
+        raise UserError(f"out: cannot create '{out_dir}' ({err.strerror or err}); "
+                        "choose a folder you can write to") from None
+
+
+def _create_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"out: '{out_dir}' exists and is not a folder")
+        raise UserError(f"out: '{out_dir}' exists and is not a folder; choose another folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
             raise UserError(
