@@ -101,3 +101,52 @@ def test_lora_with_gradient_accumulation_matches_one_process(tmp_path):
     fewer = tmp_path / "fewer"
     helpers.train(fewer, *LORA_ARGS, "train.grad_accum_steps=2")
     assert helpers.max_abs_diff(rank0, helpers.trainable(fewer / "checkpoints" / f"step-{STEPS}")) > 1e-4
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_machines_one_process_each_equal_one_machine_two_processes(two_ranks, tmp_path):
+    """Multi-node DDP, emulated on localhost: `accelerate launch --num_machines 2 --machine_rank 0|1` (one
+    process per "machine", rendezvous over TCP) trains the same weights as 2 processes on one machine."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    port = free_port()
+    out, dump = tmp_path / "run", tmp_path / "ranks"
+    env = {**helpers.subprocess_env(), "ACCELERATE_USE_CPU": "1"}
+    machines = []
+    for machine_rank in (0, 1):
+        command = [str(accelerate), "launch", "--multi_gpu", "--num_machines", "2", "--machine_rank",
+                   str(machine_rank), "--num_processes", "2", "--main_process_ip", "127.0.0.1",
+                   "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
+                   str(WORKER), str(out), str(dump), *helpers.overrides(*ARGS, "train.grad_accum_steps=1")]
+        log = (tmp_path / f"machine{machine_rank}.log").open("w")
+        machines.append((subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    try:
+        codes = [process.wait(timeout=400) for process, _ in machines]
+    finally:
+        for process, log in machines:
+            if process.poll() is None:
+                process.kill()
+            log.close()
+    logs = "".join((tmp_path / f"machine{r}.log").read_text()[-2000:] for r in (0, 1))
+    assert codes == [0, 0], logs
+    single_machine = helpers.trainable_file(two_ranks[1] / "rank0.safetensors")
+    for rank in (0, 1):
+        assert helpers.max_abs_diff(helpers.trainable_file(dump / f"rank{rank}.safetensors"), single_machine) <= 1e-6
+    assert json.loads((out / "summary.json").read_text())["processes"] == 2
+
+
+def test_shipped_accelerate_configs_are_ddp():
+    """The files docs/distributed.md tells users to pass to `accelerate launch --config_file`."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    loaded = {path.name: load_config_from_file(str(path)) for path in sorted(root.glob("*.yaml"))}
+    assert set(loaded) == {"ddp_1x2gpu.yaml", "ddp_multinode.yaml", "ddp_cpu_2proc.yaml"}
+    assert all(config.distributed_type.value == "MULTI_GPU" for config in loaded.values())
+    assert loaded["ddp_multinode.yaml"].num_machines == 2 and loaded["ddp_cpu_2proc.yaml"].use_cpu

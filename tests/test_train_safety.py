@@ -331,3 +331,21 @@ def test_the_manifest_names_every_file_with_its_size(reference):
     shutil.copytree(folder, reference.parent / "copy")
     (reference.parent / "copy" / "recipe.yaml").unlink()
     assert ckpt.checkpoint_damage(reference.parent / "copy") == "recipe.yaml is missing"
+
+
+@pytest.mark.parametrize("flag, engine", [("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"), ("ACCELERATE_USE_FSDP", "FSDP")])
+def test_an_unproven_engine_is_refused_in_one_line(flag, engine, tmp_path, monkeypatch):
+    """What `accelerate launch --use_deepspeed / --use_fsdp` sets: refused at start, exit 2, naming DDP."""
+    monkeypatch.setenv(flag, "true")
+    result = runner.invoke(app, ["train", "--recipe", "cpu_demo", "-o", str(tmp_path / "run"), *helpers.overrides()])
+    assert result.exit_code == 2, result.output
+    assert f"{engine} is not supported by banglaocr train" in result.output and "--multi_gpu" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_resume_with_another_number_of_processes_is_refused(tmp_path, monkeypatch):
+    out = interrupted_run(tmp_path, monkeypatch)
+    folder = out / "checkpoints" / "step-5"
+    shutil.copy(folder / "rng-rank0.json", folder / "rng-rank1.json")  # as if written by 2 processes
+    with pytest.raises(UserError, match=r"the number of processes \(2 -> 1\)"):
+        helpers.train(out, *ARGS, resume=str(folder))

@@ -257,11 +257,13 @@ class TrainingRun:
         self.run_start = time.perf_counter() - self.state.train_time_s
 
     def _setup_accelerator(self) -> None:
-
+        """accelerate's Accelerator, refusing engines this loop is not proven with (see `refuse_unproven_engine`)."""
+        refuse_unproven_engine()
         self.use_tensorboard = _tensorboard_available()
         self.accelerator = Accelerator(mixed_precision=_mixed_precision(self.cfg.precision),
                                        log_with="tensorboard" if self.use_tensorboard else None,
                                        project_dir=str(self.output_dir))
+        refuse_unproven_engine(self.accelerator.distributed_type.value)
         self.main = self.accelerator.is_main_process
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         if self.recipe.model.device_map is not None and self.world > 1:
@@ -341,6 +343,9 @@ class TrainingRun:
             raise UserError(f"cannot read the recipe of checkpoint {folder} ({err}); pass --allow-recipe-change "
                             "to resume with this recipe anyway") from None
         refused, allowed = recipe_changes(saved, self.recipe)
+        writers = len(list(folder.glob("rng-rank*.json"))) or len(list(folder.glob("rng-rank*.pt")))
+        if writers and writers != self.world:  # global micro-batch g goes to process g % processes
+            refused.append(f"the number of processes ({writers} -> {self.world})")
         if refused and not self.allow_recipe_change:
             raise UserError(f"the recipe differs from checkpoint {folder.name}'s in {', '.join(refused)}: that "
                             "would be a different run; restore those values, start a new run (another "
@@ -787,6 +792,34 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
     with torch.no_grad():
         for name, tensor in state.items():
             params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+
+UNPROVEN_ENGINES = {"DEEPSPEED": "DeepSpeed", "FSDP": "FSDP", "MEGATRON_LM": "Megatron-LM"}
+"""Engines accelerate offers that this loop is not tested with: they step the optimizer, clip and save
+differently (DeepSpeed steps inside backward; FSDP shards the trainable weights and clips per shard)."""
+
+
+def refuse_unproven_engine(distributed_type: str | None = None) -> None:
+    """One clear line (exit 2) instead of a run on an engine nothing here proves: DDP (one or many
+    machines) and `model.device_map=auto` are what banglaocr train supports.
+
+    >>> refuse_unproven_engine("MULTI_GPU")
+    >>> refuse_unproven_engine("DEEPSPEED")
+    Traceback (most recent call last):
+    ...
+    banglaocr.errors.UserError: DeepSpeed is not supported by banglaocr train (untested with this loop): use DDP - accelerate launch --multi_gpu, on one or several machines (docs/distributed.md) - and model.device_map=auto or model.quantization for a model too big for one GPU
+    """
+    from accelerate.utils import parse_flag_from_env
+
+    asked = distributed_type
+    if asked is None:  # before the Accelerator exists: what `accelerate launch` asked for
+        asked = next((name for name, flag in (("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP"),
+                                               ("MEGATRON_LM", "ACCELERATE_USE_MEGATRON_LM"))
+                      if parse_flag_from_env(flag)), None)
+    if asked in UNPROVEN_ENGINES:
+        raise UserError(f"{UNPROVEN_ENGINES[asked]} is not supported by banglaocr train (untested with this loop): "
+                        "use DDP - accelerate launch --multi_gpu, on one or several machines (docs/distributed.md) - "
+                        "and model.device_map=auto or model.quantization for a model too big for one GPU")
 
 
 def refuse_half_precision_trainables(model: torch.nn.Module, precision: str) -> None:
