@@ -47,6 +47,10 @@ from banglaocr.data.decode import UnreadableImage, as_unreadable, header_size, o
 from banglaocr.errors import UserError, first_line
 from banglaocr.text import normalize
 
+MAX_LABEL_CHARS = 10_000
+"""A longer label is a broken row (a whole document in one cell), not a word or a line: training on it
+would build a sequence of tens of thousands of tokens."""
+
 VAL_SPLIT_NAMES = ("val", "validation", "valid", "dev")
 TEST_SPLIT_NAMES = ("test",)
 
@@ -202,7 +206,7 @@ def _open_lazily(record_or_image: Record | Any) -> Image.Image:
     with as_unreadable():
         path = Path(source)
         if not path.is_file():
-            raise UnreadableImage(f"no such file: {path}")
+            raise UnreadableImage(f"not a regular file: {path}" if path.exists() else f"no such file: {path}")
         if path.stat().st_size == 0:
             raise UnreadableImage("empty file")
     return open_checked(str(path))
@@ -210,6 +214,7 @@ def _open_lazily(record_or_image: Record | Any) -> Image.Image:
 # --------------------------------------------------------------------------- reading rows
 
 MALFORMED = "malformed manifest line"
+TOO_LONG = f"label too long (over {MAX_LABEL_CHARS} characters)"
 IMAGE_KEYS = ("file_name", "image", "path", "file")
 """Columns that may hold the image path, after `data.image_column`."""
 
@@ -321,6 +326,9 @@ def _records_from_rows(rows: list[dict], base_dir: Path, cfg: DataConfig, where:
         if not text:
             skipped.add("empty label", sample_id)
             continue
+        if len(text) > MAX_LABEL_CHARS:
+            skipped.add(TOO_LONG, sample_id)
+            continue
         if not isinstance(row[image_key], str):
             skipped.add("image path is not text", sample_id)
             continue
@@ -413,6 +421,9 @@ def _hub_records(dataset: Any, cfg: DataConfig, split_name: str, skipped: SkipRe
         text = normalize(str(raw_text or ""))
         if not text:
             skipped.add("empty label", sample_id)
+            continue
+        if len(text) > MAX_LABEL_CHARS:
+            skipped.add(TOO_LONG, sample_id)
             continue
         cls = None if classes is None else classes[row]
         records.append(Record(id=sample_id, text=text, image=HubImage(dataset, row, cfg.image_column),
