@@ -161,6 +161,9 @@ def test_scan_dims_counts_what_headers_cannot_tell(corpus):
                               if case.outcome == "unreadable" and (not case.header_ok or "large" in case.reason))
     assert Counter(report["skipped"]["by_reason"]) == corpus.load_skips + header_failures
     assert report["percentiles"]["aspect"]["max"] == pytest.approx(310.0)
+    assert report["budget"]["processor_refuses"] == 2  # aspect 310 and 1/310: Qwen's processor rejects > 200
+    table = invoke("scan-dims", "--dataset", str(corpus.root / "data"), "--split", "test", "--tokenizer", "char")
+    assert table.exit_code == 0 and "2 image(s) have an aspect ratio over 200" in table.stdout
 
 
 def test_train_on_the_corpus_counts_every_bad_row(tmp_path):
@@ -175,6 +178,13 @@ def test_train_on_the_corpus_counts_every_bad_row(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert Counter(summary["skipped"]["by_reason"]) == train_corpus.load_skips + train_corpus.decode_failures()
+
+
+def test_train_on_a_test_only_folder_is_one_line_exit_2(corpus, tmp_path):
+    result = invoke("train", "--recipe", "cpu_demo", "-o", str(tmp_path / "run"),
+                    *helpers.overrides(f"data.source={corpus.root / 'data'}"))
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and "data.split 'train' not found" in result.output
 
 
 # --------------------------------------------------------------------------- manifests given as data.source
