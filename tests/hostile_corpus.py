@@ -96,7 +96,8 @@ def encode(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-def png(width: int, height: int, bit_depth: int, color_type: int, row: bytes, rows: list[bytes] | None = None) -> bytes:
+def png(width: int, height: int, bit_depth: int, color_type: int, row: bytes,
+        rows: list[bytes] | None = None) -> bytes:
     """A PNG written by hand (Pillow cannot write 16-bit RGB, and a huge image need not exist in memory)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -107,7 +108,7 @@ def png(width: int, height: int, bit_depth: int, color_type: int, row: bytes, ro
             + chunk(b"IEND", b""))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def huge_png(side: int) -> bytes:
     """A side x side 1-bit white PNG: megapixels in a few KB, never decoded by banglaocr."""
     return png(side, side, 1, 0, b"\xff" * ((side + 7) // 8))
@@ -192,7 +193,7 @@ def _damaged_png() -> bytes:
     return bytes(data)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def image_files() -> dict[str, tuple[bytes, Case]]:
     """Every image file of the corpus: name -> (bytes, expected outcome)."""
     good_png = encode(word_image(), "PNG")
@@ -222,7 +223,8 @@ def image_files() -> dict[str, tuple[bytes, Case]]:
         "blank_grey.jpg": (encode(Image.new("L", (WIDTH, HEIGHT), 200), "JPEG"), Case("blank_grey.jpg", "blank")),
         "huge_144mp.png": (huge_png(12000), Case("huge_144mp.png", "unreadable", "image too large")),
         "bomb_225mp.png": (huge_png(15000), Case("bomb_225mp.png", "unreadable", "image too large")),
-        "truncated.png": (good_png[: len(good_png) // 2], Case("truncated.png", "unreadable", "not a readable image")),
+        "truncated.png": (good_png[: len(good_png) // 2],
+                          Case("truncated.png", "unreadable", "not a readable image")),
         "truncated.jpg": (good_jpeg[: len(good_jpeg) // 2], Case("truncated.jpg", "unreadable", "not a readable image")),
         "damaged.png": (_damaged_png(), Case("damaged.png", "unreadable", "not a readable image")),
         "corrupt.png": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,

@@ -169,7 +169,7 @@ def test_a_test_only_folder_loads_for_evaluation_and_refuses_training(tmp_path):
     splits = load_splits(DataConfig(source=str(broken)))
     assert len(splits.test) == 3
     with pytest.raises(UserError, match="no usable training samples"):
-        splits.train
+        _ = splits.train
     (tmp_path / "nothing" / "test").mkdir(parents=True)
     (tmp_path / "nothing" / "test" / "metadata.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(UserError, match="data.split 'train' not found"):

@@ -25,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
