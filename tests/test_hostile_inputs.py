@@ -90,6 +90,35 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(corpus):
     assert decoded[hc.word_array() == 0].max() == 0
 
 
+def test_damaged_variants_of_every_image_are_unreadable_or_read_never_a_crash():
+    """Seeded random damage (flipped bytes, cuts, insertions) to the corpus's images: whatever Pillow
+    raises becomes `UnreadableImage`, and no warning escapes."""
+    from banglaocr.data.sources import Record, UnreadableImage
+
+    rng = np.random.default_rng(0)
+    originals = [data for data, _ in hc.image_files().values() if 0 < len(data) < 200_000]
+    outcomes = Counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(600):
+            data = bytearray(originals[rng.integers(len(originals))])
+            for _ in range(rng.integers(1, 6)):
+                at = int(rng.integers(len(data)))
+                if rng.random() < 0.6:
+                    data[at] = int(rng.integers(256))
+                elif rng.random() < 0.5:
+                    del data[max(at, 8):]
+                else:
+                    data[at:at] = rng.bytes(int(rng.integers(1, 16)))
+            try:
+                image = open_image(Record(id="x", text="ক", image=bytes(data)))
+                outcomes["read"] += image.mode == "RGB"
+            except UnreadableImage:
+                outcomes["unreadable"] += 1
+    assert sum(outcomes.values()) == 600 and outcomes["read"] and outcomes["unreadable"]
+    assert [str(w.message) for w in caught] == []
+
+
 # --------------------------------------------------------------------------- the loader
 
 

@@ -139,7 +139,8 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     """
     if image.mode not in _WIDE_GREY:
         return image
-    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    with np.errstate(all="ignore"):  # a damaged float image may hold NaN / inf: they become 0 below
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     values = np.clip(values, 0.0, None)
     peak = float(values.max()) if values.size else 0.0
     if image.mode.startswith("I;16") or 255.0 < peak <= 65535.0:
