@@ -4,16 +4,21 @@ Every source becomes three lists of `Record`s (train / val / test) plus a `SkipR
 Records are light: the image stays on disk (or in the memory-mapped Arrow table) until
 `open_image` decodes it. Labels are normalised here, once, with `banglaocr.text.normalize`.
 
-Nothing is dropped silently: an empty label, a missing or zero-byte image file is skipped
-at load time and counted; an image that fails to decode later is counted by whoever
-decodes it (`SkipReport.add`).
+Nothing is dropped silently: a bad row (an empty label, a missing or zero-byte image file,
+a duplicate, a malformed line, a path leading out of an imagefolder) is skipped at load time
+and counted with its reason; an image that fails to decode later is counted by whoever
+decodes it (`SkipReport.add`). A problem of the whole table (not UTF-8, no valid row, a
+column missing from every row) is one `UserError`.
 
 Accepted sources (`data.source`):
 - a local folder with `metadata.jsonl` / `metadata.csv` per split folder (`train/`, `val/`
   or `validation/`, `test/`) or at its root (one split), rows naming `file_name` (or the
-  `image_column`) and `text`: what `banglaocr synth` writes;
+  `image_column`) and `text`: what `banglaocr synth` writes. Such a folder is often someone
+  else's data, so every file name must resolve inside the folder holding the metadata,
+  symlinks followed;
 - a folder written by `datasets.Dataset.save_to_disk` / `DatasetDict.save_to_disk`;
-- a `.jsonl` or `.csv` manifest with image paths (relative to the manifest) and text;
+- a `.jsonl` or `.csv` manifest with image paths (relative to the manifest) and text: the
+  user's own list, so absolute and `../` paths are read;
 - anything else goes to `datasets.load_dataset(source, config_name)`: a hub id such as
   `swapnillo/BN-HTR-Handwritten-Dataset`, or a local folder of parquet/arrow files.
 
