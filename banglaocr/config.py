@@ -181,16 +181,49 @@ class HandConfig:
     """Thicken every stroke by this many pixels on each side (a broader pen)."""
     wobble: float = 0.0
     """Amplitude in pixels of a wavy baseline (random phase and wavelength per image)."""
+    simulate: float = 0.0
+    """Share of the images (0..1, chosen per image) written by a simulated hand: a new random writer
+    per image, with the strengths below. 0 = none; the keys below need it > 0."""
+    jitter: float = 0.0
+    """Simulated hand: strength (0..1) of the per-grapheme-cluster jitter - each cluster shaped alone,
+    then scaled, rotated and shifted off the baseline, with uneven gaps."""
+    pen_range: list[float] | None = None
+    """Simulated hand: the pen's width change in pixels at font size 40 (scaled with the size), drawn
+    per image from [thin, heavy] (e.g. [-0.5, 2]: a fine ballpoint to a heavy marker); null = the
+    font's own strokes."""
+    pressure: float = 0.0
+    """Simulated hand: how much (0..1) the pen width swells and fades along the word (pen pressure)."""
+    bleed: float = 0.0
+    """Simulated hand: strength (0..1) of ink bleeding into the paper (a soft, fibrous halo)."""
+    breaks: float = 0.0
+    """Simulated hand: strength (0..1) of broken strokes (small gaps where the pen skipped, faded patches)."""
+    warp: float = 0.0
+    """Simulated hand: amplitude (0..0.3, a fraction of the text height) of a smooth thin-plate-spline
+    warp of the whole word."""
 
     def __post_init__(self) -> None:
         _check(-1.0 <= self.slant <= 1.0, "slant", "must be in [-1, 1]")
         _check(0 <= self.pen <= 4, "pen", "must be in [0, 4]")
         _check(0.0 <= self.wobble <= 8.0, "wobble", "must be in [0, 8]")
+        for name in ("simulate", "jitter", "pressure", "bleed", "breaks"):
+            _check(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
+        _check(0.0 <= self.warp <= 0.3, "warp", "must be in [0, 0.3]")
+        _check(self.pen_range is None or (len(self.pen_range) == 2 and -1.0 <= self.pen_range[0]
+                                          <= self.pen_range[1] <= 4.0),
+               "pen_range", "must be two numbers, thin then heavy, with -1 <= thin <= heavy <= 4 (or null)")
+        simulated = self.jitter or self.pen_range is not None or self.pressure or self.bleed or self.breaks or self.warp
+        _check(self.simulate > 0 or not simulated, "simulate",
+               "must be > 0 when a simulated-hand key (jitter, pen_range, pressure, bleed, breaks, warp) is set")
+
+    @property
+    def simulated(self) -> bool:
+        """True when some images are written by a simulated hand (`simulate` > 0)."""
+        return self.simulate > 0.0
 
     @property
     def plain(self) -> bool:
         """True when the hand changes nothing (the images are exactly as without it)."""
-        return self.slant == 0.0 and self.pen == 0 and self.wobble == 0.0
+        return self.slant == 0.0 and self.pen == 0 and self.wobble == 0.0 and not self.simulated
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ def test_help_has_summary_and_example():
     assert result.exit_code == 0
     assert "Render synthetic Bangla word images" in result.output
     assert "banglaocr synth --out" in result.output
-    for option in ("--out", "--n", "--seed", "--fonts", "--words", "--holdout-font", "--overwrite"):
+    for option in ("--out", "--n", "--seed", "--fonts", "--words", "--holdout-font", "--overwrite", "--simulate",
+                   "--jitter", "--pen-range", "--pressure", "--bleed", "--breaks", "--warp"):
         assert option in result.output
 
 
@@ -61,7 +62,27 @@ def test_font_and_clean_options(tmp_path):
     assert result.exit_code == 0, result.output
     info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
     assert info["clean"] is True and sorted(info["fonts"]) == ["Galada-Regular", "Mina-Bold"]
-    assert info["hand"] == {"slant": -0.3, "pen": 1, "wobble": 2.0}
+    assert {key: info["hand"][key] for key in ("slant", "pen", "wobble")} == {"slant": -0.3, "pen": 1, "wobble": 2.0}
+
+
+def test_simulated_hand_options_are_recorded(tmp_path):
+    out = tmp_path / "hand"
+    result = runner.invoke(app, ["synth", "--out", str(out), "--n", "10", "--simulate", "0.8", "--jitter", "0.6",
+                                 "--pen-range", "-0.5", "2", "--pressure", "0.5", "--bleed", "0.3",
+                                 "--breaks", "0.3", "--warp", "0.06"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    assert info["hand"] == {"slant": 0.0, "pen": 0, "wobble": 0.0, "simulate": 0.8, "jitter": 0.6,
+                            "pen_range": [-0.5, 2.0], "pressure": 0.5, "bleed": 0.3, "breaks": 0.3, "warp": 0.06}
+
+
+def test_a_simulated_hand_option_without_simulate_is_one_line_and_exit_code_2(tmp_path):
+    for options, named in ((["--jitter", "0.5"], "--simulate"),
+                           (["--simulate", "1", "--pen-range", "2", "-0.5"], "--pen-range")):
+        result = runner.invoke(app, ["synth", "--out", str(tmp_path / "o"), "--n", "5", *options])
+        assert result.exit_code == 2 and result.output.strip().count("\n") == 0, result.output
+        assert named in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "o").exists()
 
 
 def test_unknown_font_choice_is_one_line_and_exit_code_2(tmp_path):

@@ -287,4 +287,194 @@ def test_a_hand_changes_every_image_and_a_plain_hand_changes_nothing(tmp_path):
     out = tmp_path / "hand"
     write_synthetic_dataset(out, n=10, seed=0, hand=HandConfig(slant=-0.35, pen=1, wobble=2.5), workers=1)
     info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
-    assert info["hand"] == {"slant": -0.35, "pen": 1, "wobble": 2.5}
+    assert {key: info["hand"][key] for key in ("slant", "pen", "wobble")} == {"slant": -0.35, "pen": 1, "wobble": 2.5}
+    assert info["hand"]["simulate"] == 0.0
+
+
+# --------------------------------------------------------------------------- pixels that must not move
+
+# Pixel hashes of renders without a simulated hand, as the code before the simulated hand and the
+# variable fonts drew them (Pillow 13.0.0 with its bundled FreeType/RAQM): the shipped base's data,
+# the CPU demo's published numbers and every recorded synth folder depend on these pixels.
+PLAIN_RENDERS = {
+    ("স্ত্রী", "NotoSansBengali-Regular.ttf", 7, False, None): "1915208c5d0ea70c",
+    ("আগ্রহীদের", "Galada-Regular.woff2", 4, False, None): "3064bb6b11fb36c1",
+    ("কর্মক্ষেত্রে", "Lohit-Bengali.ttf", 1, True, None): "ff095065c80d07f6",
+    ("বাংলা", "Atma-Bold.woff2", 2, False, (-0.35, 1, 2.5)): "5025512e0dbba4bb",
+}
+
+
+@pytest.mark.parametrize(("word", "font", "seed", "clean", "hand"), list(PLAIN_RENDERS))
+def test_renders_without_a_simulated_hand_keep_their_pixels(word, font, seed, clean, hand):
+    import hashlib
+
+    from banglaocr.config import HandConfig
+
+    writer = HandConfig(slant=hand[0], pen=hand[1], wobble=hand[2]) if hand else None
+    image = render_word(word, synth.ASSETS / "fonts" / font, np.random.default_rng(seed), clean=clean, hand=writer)
+    assert hashlib.sha256(image.tobytes()).hexdigest()[:16] == PLAIN_RENDERS[(word, font, seed, clean, hand)]
+
+
+def test_a_cpu_demo_like_data_set_keeps_its_pixels(tmp_path):
+    """Galada in the demo's writer's hand: adding fonts and hand options changed none of its images."""
+    import hashlib
+
+    from banglaocr.config import HandConfig
+
+    out = tmp_path / "demo"
+    write_synthetic_dataset(out, n=20, seed=0, only_fonts=["Galada-Regular"],
+                            hand=HandConfig(slant=-0.35, pen=1, wobble=2.5), workers=1)
+    digest = hashlib.sha256()
+    for path in sorted(out.rglob("*.png")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    assert digest.hexdigest()[:16] == "ef9524e078f6c8b8"
+
+
+# --------------------------------------------------------------------------- the simulated hand
+
+SIMULATED = dict(simulate=1.0, jitter=0.8, pen_range=[-0.5, 2.0], pressure=0.6, bleed=0.4, breaks=0.4, warp=0.08)
+
+
+def _font(name: str) -> Path:
+    return next(p for p in bundled_fonts() if font_name(p) == name)
+
+
+def _ink(image) -> int:
+    return int((np.asarray(image.convert("L")) < 128).sum())
+
+
+def test_simulated_hand_is_deterministic_and_changes_the_image():
+    from banglaocr.config import HandConfig
+
+    hand = HandConfig(**SIMULATED)
+    font = _font("NotoSansBengali-Regular")
+    first = render_word("কর্মক্ষেত্রে", font, np.random.default_rng(3), hand=hand)
+    again = render_word("কর্মক্ষেত্রে", font, np.random.default_rng(3), hand=hand)
+    other = render_word("কর্মক্ষেত্রে", font, np.random.default_rng(4), hand=hand)
+    plain = render_word("কর্মক্ষেত্রে", font, np.random.default_rng(3))
+    assert first.tobytes() == again.tobytes()
+    assert first.tobytes() != other.tobytes() and first.tobytes() != plain.tobytes()
+
+
+@pytest.mark.parametrize("effect", ["jitter", "warp", "pen_range", "pressure", "bleed", "breaks"])
+def test_each_simulated_effect_alone_changes_a_clean_render(effect):
+    from banglaocr.config import HandConfig
+
+    value = {"jitter": 1.0, "warp": 0.12, "pen_range": [1.5, 2.0], "pressure": 1.0, "bleed": 1.0, "breaks": 1.0}[effect]
+    font = _font("NotoSerifBengali-Regular")
+    base = render_word("রাষ্ট্রপতি", font, np.random.default_rng(0), clean=True, hand=HandConfig(simulate=1.0))
+    changed = render_word("রাষ্ট্রপতি", font, np.random.default_rng(0), clean=True,
+                          hand=HandConfig(simulate=1.0, **{effect: value}))
+    assert changed.tobytes() != base.tobytes()
+    assert _ink(changed) > 0.3 * _ink(base)  # still a word, not a blank
+
+
+def test_pens_thicken_bleed_spreads_and_breaks_remove_ink():
+    from banglaocr.config import HandConfig
+
+    font = _font("NotoSansBengali-Regular")
+
+    def ink(**hand):
+        return _ink(render_word("আগ্রহীদের", font, np.random.default_rng(1), clean=True,
+                                hand=HandConfig(simulate=1.0, **hand)))
+
+    plain = ink()
+    assert ink(pen_range=[2.0, 2.0]) > 1.3 * plain
+    assert ink(pen_range=[-0.6, -0.6]) < plain
+    assert ink(bleed=1.0) > plain
+    assert ink(breaks=1.0) < plain
+
+
+def test_cluster_jitter_keeps_every_cluster_and_spaces_them_unevenly():
+    from banglaocr.config import HandConfig
+
+    font = _font("NotoSansBengali-Regular")
+    plain = render_word("কর্মক্ষেত্রে", font, np.random.default_rng(2), clean=True, hand=HandConfig(simulate=1.0))
+    jittered = render_word("কর্মক্ষেত্রে", font, np.random.default_rng(2), clean=True,
+                           hand=HandConfig(simulate=1.0, jitter=1.0))
+    columns = (np.asarray(jittered.convert("L")) < 128).any(axis=0)
+    gaps = np.diff(np.flatnonzero(np.diff(columns.astype(int)))) if columns.any() else []
+    assert len(gaps) > 0  # the headline is broken between clusters: empty columns inside the word
+    assert 0.7 * _ink(plain) < _ink(jittered) < 1.4 * _ink(plain)
+
+
+def test_simulate_share_is_chosen_per_image_and_the_rest_keep_their_pixels(tmp_path):
+    from banglaocr.config import HandConfig
+
+    plain_dir, half_dir = tmp_path / "plain", tmp_path / "half"
+    write_synthetic_dataset(plain_dir, n=60, seed=5, only_fonts=["Lohit-Bengali", "Mina-Regular"], workers=1)
+    write_synthetic_dataset(half_dir, n=60, seed=5, only_fonts=["Lohit-Bengali", "Mina-Regular"], workers=1,
+                            hand=HandConfig(**{**SIMULATED, "simulate": 0.5}))
+    same = [(plain_dir / s / n.name).read_bytes() == n.read_bytes()
+            for s in SPLITS for n in sorted((half_dir / s).glob("*.png"))]
+    assert 0.25 < sum(same) / len(same) < 0.75  # about half in a simulated hand, the others as without one
+    assert read_split(half_dir, "train") == read_split(plain_dir, "train")  # the same words and fonts
+
+
+def test_simulated_hand_data_set_is_recorded_and_the_same_for_any_worker_count(tmp_path):
+    from banglaocr.config import HandConfig
+    from banglaocr.data.synth import recorded_settings, synth_settings
+
+    hand = HandConfig(**SIMULATED)
+    write_synthetic_dataset(tmp_path / "a", n=30, seed=1, hand=hand, workers=1)
+    write_synthetic_dataset(tmp_path / "b", n=30, seed=1, hand=hand, workers=2)
+    assert files_by_name(tmp_path / "a") == files_by_name(tmp_path / "b")
+    info = json.loads((tmp_path / "a" / "synth.json").read_text(encoding="utf-8"))
+    assert info["hand"] == {"slant": 0.0, "pen": 0, "wobble": 0.0, **SIMULATED}
+    assert recorded_settings(info) == synth_settings(30, 1, hand=hand)
+    assert recorded_settings(info) != synth_settings(30, 1, hand=HandConfig(**{**SIMULATED, "jitter": 0.5}))
+
+
+@pytest.mark.parametrize(("hand", "message"), [
+    ({"jitter": 0.5}, "simulate"),
+    ({"simulate": 1.0, "pen_range": [2.0, -0.5]}, "pen_range"),
+    ({"simulate": 1.0, "pen_range": [0.0]}, "pen_range"),
+    ({"simulate": 1.0, "warp": 0.5}, "warp"),
+    ({"simulate": 1.5}, "simulate"),
+])
+def test_bad_simulated_hand_keys_are_one_line_naming_the_key(hand, message):
+    from banglaocr.config import recipe_from_dict
+
+    with pytest.raises(UserError, match=rf"data\.synth\.hand\.{message}"):
+        recipe_from_dict({"model": {"name_or_path": "tiny"}, "data": {"source": "synth", "synth": {"hand": hand}}})
+
+
+# --------------------------------------------------------------------------- variable fonts
+
+
+def test_variable_fonts_are_drawn_along_their_axes_and_recorded(tmp_path):
+    from banglaocr.data.synth import font_axes
+
+    variable = _font("NotoSansBengali-Variable")
+    assert set(font_axes(variable)) == {"Weight", "Width"} and font_axes(_font("Lohit-Bengali")) == {}
+    # Same size and margins, different weight/width: the ink differs between generators but not within one.
+    inks = {_ink(render_word("বাংলা", variable, np.random.default_rng(seed), clean=True)) for seed in range(6)}
+    assert len(inks) > 3
+    again = render_word("বাংলা", variable, np.random.default_rng(2), clean=True)
+    assert again.tobytes() == render_word("বাংলা", variable, np.random.default_rng(2), clean=True).tobytes()
+    write_synthetic_dataset(tmp_path / "v", n=10, seed=0, only_fonts=["NotoSansBengali-Variable", "Mina-Bold"],
+                            workers=1)
+    info = json.loads((tmp_path / "v" / "synth.json").read_text(encoding="utf-8"))
+    assert info["font_axes"] == {"NotoSansBengali-Variable": {"Weight": [100.0, 900.0], "Width": [62.0, 100.0]}}
+
+
+def test_every_bundled_font_covers_the_word_list():
+    """A font without a glyph draws its .notdef box where the label has a letter; ৎ counts as covered
+    where the font draws its legacy spelling (ত + hasanta + ZWJ) instead."""
+    from banglaocr.data.synth import missing_glyphs, spelled_for
+
+    letters = "".join(sorted({c for word in bundled_words() for c in word}))
+    for path in bundled_fonts():
+        assert not missing_glyphs(path, spelled_for(letters, path)), font_name(path)
+
+
+def test_fonts_without_khanda_ta_draw_its_legacy_spelling_and_keep_the_label(tmp_path):
+    from banglaocr.data.synth import missing_glyphs, spelled_for
+
+    likhan = _font("LikhanNormal")
+    assert missing_glyphs(likhan, "হঠাৎ") == ["ৎ"] and not missing_glyphs(_font("Lohit-Bengali"), "হঠাৎ")
+    assert normalize(spelled_for("হঠাৎ", likhan)) == "হঠাৎ"
+    drawn = render_word("হঠাৎ", likhan, np.random.default_rng(0), clean=True)
+    legacy = render_word("হঠাত\u09cd\u200d", likhan, np.random.default_rng(0), clean=True)
+    assert drawn.tobytes() == legacy.tobytes()

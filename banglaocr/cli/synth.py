@@ -15,6 +15,25 @@ import typer
 
 from banglaocr.cli.common import SeedOption, console, user_errors
 
+# The simulated hand's options (a new random writer per image), as aliases: `synth` stays one screen.
+SimulateOption = Annotated[float, typer.Option(
+    "--simulate", min=0.0, max=1.0,
+    help="Share of images written by a simulated hand, a new random writer each (needed by the options below).")]
+JitterOption = Annotated[float, typer.Option(
+    "--jitter", min=0.0, max=1.0, help="Simulated hand: per-cluster scale, rotation, baseline and spacing jitter.")]
+PenRangeOption = Annotated[tuple[float, float] | None, typer.Option(
+    "--pen-range", metavar="THIN HEAVY",
+    help="Simulated hand: pen width change in pixels at size 40, drawn per image (e.g. -0.5 2).")]
+PressureOption = Annotated[float, typer.Option(
+    "--pressure", min=0.0, max=1.0, help="Simulated hand: pen width swelling along the word.")]
+BleedOption = Annotated[float, typer.Option(
+    "--bleed", min=0.0, max=1.0, help="Simulated hand: ink bleeding into the paper.")]
+BreaksOption = Annotated[float, typer.Option(
+    "--breaks", min=0.0, max=1.0, help="Simulated hand: broken strokes and faded patches.")]
+WarpOption = Annotated[float, typer.Option(
+    "--warp", min=0.0, max=0.3, help="Simulated hand: smooth thin-plate-spline warp, a fraction of the text height.")]
+
+
 
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Folder to write train/, val/, test/ and synth.json into.")],
@@ -61,6 +80,13 @@ def synth(
     wobble: Annotated[
         float, typer.Option("--wobble", min=0.0, max=8.0, help="A wavy baseline of this amplitude in pixels.")
     ] = 0.0,
+    simulate: SimulateOption = 0.0,
+    jitter: JitterOption = 0.0,
+    pen_range: PenRangeOption = None,
+    pressure: PressureOption = 0.0,
+    bleed: BleedOption = 0.0,
+    breaks: BreaksOption = 0.0,
+    warp: WarpOption = 0.0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier synth output in --out.")
     ] = False,
@@ -68,23 +94,39 @@ def synth(
     """Render synthetic Bangla word images into an imagefolder data set (train/val/test).
 
     Each image is one word in one font with scan-like flaws (tilt, blur, noise, contrast, JPEG),
-    or without them (--clean); --slant, --pen and --wobble write every word in one writer's hand.
+    or without them (--clean); --slant, --pen and --wobble write every word in one writer's hand;
+    --simulate writes a share of the words in a simulated hand, a new random writer per image.
 
     The same seed gives byte-identical files; train, val and test share no word.
 
     Example: banglaocr synth --out synth-data --n 5000 --seed 1 --holdout-font Lohit-Bengali
     """
-    from banglaocr.config import HandConfig
     from banglaocr.data.synth import write_synthetic_dataset
 
     with user_errors():
+        hand = _hand(slant=slant, pen=pen, wobble=wobble, simulate=simulate, jitter=jitter,
+                     pen_range=list(pen_range) if pen_range else None, pressure=pressure, bleed=bleed,
+                     breaks=breaks, warp=warp)
         result = write_synthetic_dataset(
             out, n=n, seed=seed, fonts_dir=fonts, words_file=words, holdout_font=holdout_font, overwrite=overwrite,
-            short_fraction=short_fraction, only_fonts=font or None, clean=clean,
-            hand=HandConfig(slant=slant, pen=pen, wobble=wobble),
+            short_fraction=short_fraction, only_fonts=font or None, clean=clean, hand=hand,
         )
 
     _print_result(result)
+
+
+def _hand(**options):
+    """The `HandConfig` of the hand options; its own checks become one line naming the option."""
+    from banglaocr.config import HandConfig
+    from banglaocr.errors import UserError
+
+    try:
+        return HandConfig(**options)
+    except Exception as err:
+        option = getattr(err, "field_name", None)  # the section's checks name the field they reject
+        if option is None:
+            raise
+        raise UserError(f"--{option.replace('_', '-')}: {err}") from None
 
 
 def _print_result(result: dict) -> None:

@@ -37,8 +37,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
 
 from banglaocr.config import HandConfig
+from banglaocr.data.handwriting import simulated_ink
 from banglaocr.errors import UserError
-from banglaocr.text import normalize
+from banglaocr.text import _KHANDA_TA, _KHANDA_TA_LEGACY, normalize
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FONT_SUFFIXES = (".ttf", ".otf", ".woff", ".woff2")
@@ -57,6 +58,7 @@ JPEG_PROBABILITY, JPEG_QUALITY = 0.3, (35, 90)
 CONSONANTS = [chr(c) for c in range(0x0995, 0x09BA) if chr(c) not in "\u09a9\u09b1\u09b3\u09b4\u09b5"] + ["ড়", "ঢ়", "য়"]
 VOWELS = [chr(c) for c in range(0x0985, 0x0995) if chr(c) not in "\u098d\u098e\u0991\u0992"]
 VOWEL_SIGNS = ["া", "ি", "ী", "ু", "ূ", "ৃ", "ে", "ৈ", "ো", "ৌ"]
+UNMAPPED = "\ue000"  # a private-use code point: what a font draws for a character it lacks
 # Below this many images the start-up of worker processes costs more than it saves.
 MIN_IMAGES_PER_WORKER = 200
 
@@ -152,6 +154,64 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.RAQM)
 
 
+@functools.lru_cache(maxsize=64)
+def font_axes(path: Path | str) -> dict[str, tuple[float, float]]:
+    """The variation axes of a variable font, name -> (min, max); {} for a static font.
+
+    Synth draws every axis uniformly per image (a weight, a width), so one variable font file
+    gives a continuum of styles.
+
+    >>> font_axes(ASSETS / "fonts" / "Lohit-Bengali.ttf")
+    {}
+    """
+    try:
+        axes = load_font(path, FONT_SIZE[0]).get_variation_axes()
+    except OSError:  # FreeType's answer for a font without variation tables
+        return {}
+    names = [axis["name"].decode("ascii", "replace") if isinstance(axis["name"], bytes) else str(axis["name"])
+             for axis in axes]
+    return {name: (float(axis["minimum"]), float(axis["maximum"])) for name, axis in zip(names, axes)}
+
+
+def _drawn(font: ImageFont.FreeTypeFont, text: str) -> tuple:
+    left, top, right, bottom = font.getbbox(text)
+    image = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(image).text((-left, -top), text, font=font, fill=255)
+    return image.size, image.tobytes()
+
+
+def missing_glyphs(font_path: Path | str, text: str) -> list[str]:
+    """The characters of `text` the font has no glyph for: it draws them exactly as it draws a
+    private-use code point that no Bengali font maps (its .notdef box).
+
+    >>> missing_glyphs(ASSETS / "fonts" / "LikhanNormal.ttf", "হঠাৎ")
+    ['ৎ']
+    """
+    font = load_font(font_path, FONT_SIZE[0])
+    box = _drawn(font, UNMAPPED)
+    return [c for c in dict.fromkeys(text) if _drawn(font, c) == box]
+
+
+@functools.lru_cache(maxsize=64)
+def _lacks_khanda_ta(font_path: str) -> bool:
+    return bool(missing_glyphs(font_path, _KHANDA_TA))
+
+
+def spelled_for(word: str, font_path: Path | str) -> str:
+    """`word` as the font can draw it: fonts older than Unicode 4.1's ৎ (e.g. Likhan, Jamrul) draw
+    khanda ta only from its legacy spelling ত + hasanta + ZWJ, which `normalize` maps back to ৎ -
+    so the label stays as it is.
+
+    >>> spelled_for("হঠাৎ", ASSETS / "fonts" / "LikhanNormal.ttf") == "হঠাত\u09cd\u200d"
+    True
+    >>> spelled_for("হঠাৎ", ASSETS / "fonts" / "Lohit-Bengali.ttf")
+    'হঠাৎ'
+    """
+    if _KHANDA_TA in word and _lacks_khanda_ta(str(font_path)):
+        return word.replace(_KHANDA_TA, _KHANDA_TA_LEGACY)
+    return word
+
+
 def load_font(path: Path | str, size: int) -> ImageFont.FreeTypeFont:
     """Open a font with RAQM layout, turning a broken file into a `UserError`.
 
@@ -186,6 +246,15 @@ def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = F
             hand: HandConfig | None = None) -> Image.Image:
     size = int(rng.integers(FONT_SIZE[0], FONT_SIZE[1] + 1))
     font = load_font(font_path, size)
+    word = spelled_for(word, font_path)
+    axes = font_axes(font_path)
+    if axes:
+        # Drawn only for a variable font: a static font's images keep their exact random stream.
+        font.set_variation_by_axes([float(rng.uniform(low, high)) for low, high in axes.values()])
+    # The simulated hand takes its numbers from a stream of its own (spawning leaves `rng`'s draws
+    # as they were), so the paper, ink, margins and scanner flaws of a sample stay the same with it.
+    hand_rng = rng.spawn(1)[0] if hand is not None and hand.simulated else None
+    simulate = hand_rng is not None and hand_rng.random() < hand.simulate
     # Light, slightly warm or grey paper; ink from black to ballpoint blue, as in scanned forms.
     paper_level, warmth = int(rng.integers(215, 256)), int(rng.integers(0, 18))
     paper = (paper_level, paper_level, paper_level - warmth)
@@ -197,11 +266,14 @@ def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = F
     left, top, right, bottom = font.getbbox(word)
     # A small random margin per side: real crops are never exactly tight, and never centred.
     margin = rng.integers(2, max(3, size // 4) + 1, size=4)
-    width = max(1, right - left) + int(margin[0] + margin[2])
-    height = max(1, bottom - top) + int(margin[1] + margin[3])
-    image = Image.new("RGB", (width, height), paper)
-    ImageDraw.Draw(image).text((int(margin[0]) - left, int(margin[1]) - top), word, font=font, fill=ink)
-    if hand is not None and not hand.plain:
+    if simulate:
+        image = _on_paper(simulated_ink(word, font, hand, hand_rng), paper, ink, margin)
+    else:
+        width = max(1, right - left) + int(margin[0] + margin[2])
+        height = max(1, bottom - top) + int(margin[1] + margin[3])
+        image = Image.new("RGB", (width, height), paper)
+        ImageDraw.Draw(image).text((int(margin[0]) - left, int(margin[1]) - top), word, font=font, fill=ink)
+    if hand is not None and (hand.slant or hand.pen or hand.wobble):
         # Drawn only for a hand: images without one keep their exact random stream.
         image = _write_in_hand(image, paper, hand, rng)
 
@@ -227,6 +299,14 @@ def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = F
         image.save(buffer, format="JPEG", quality=quality)
         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     return image
+
+
+def _on_paper(coverage: np.ndarray, paper: tuple, ink: tuple, margin: np.ndarray) -> Image.Image:
+    """Ink of the given coverage (0..1) on paper, with a margin (left, top, right, bottom) of paper."""
+    left, top, right, bottom = (int(m) for m in margin)
+    alpha = np.pad(coverage, ((top, bottom), (left, right)))[..., None]
+    pixels = np.asarray(paper, np.float32) * (1.0 - alpha) + np.asarray(ink, np.float32) * alpha
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
 def _write_in_hand(image: Image.Image, paper: tuple, hand: HandConfig, rng: np.random.Generator) -> Image.Image:
@@ -294,11 +374,17 @@ def recorded_settings(info: dict) -> dict:
 
     >>> recorded_settings({"n": 10, "seed": 0, "holdout_font": None}) == synth_settings(10, 0)
     True
+    >>> old = {"n": 10, "seed": 0, "hand": {"slant": -0.35, "pen": 1, "wobble": 2.5}}
+    >>> recorded_settings(old) == synth_settings(10, 0, hand=HandConfig(slant=-0.35, pen=1, wobble=2.5))
+    True
     """
     defaults = synth_settings(n=0, seed=0)
     settings = {key: info.get(key, default) for key, default in defaults.items()}
     if settings["fonts_used"]:
         settings["fonts_used"] = sorted(settings["fonts_used"])
+    if settings["hand"]:
+        # A hand recorded before its simulated-hand keys existed used their defaults.
+        settings["hand"] = {**dataclasses.asdict(HandConfig()), **settings["hand"]}
     return settings
 
 
@@ -476,6 +562,9 @@ def write_synthetic_dataset(
         "words": len(words),
         "splits": sizes,
         "fonts": counts,
+        # The weight / width ranges each image of a variable font was drawn from.
+        "font_axes": {font_name(p): {axis: list(bounds) for axis, bounds in font_axes(p).items()}
+                      for p in fonts if font_axes(p)},
     }
     (out / INFO_FILE).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return {**result, "out_dir": str(out), "seconds": time.perf_counter() - started}
