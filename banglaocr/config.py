@@ -460,6 +460,10 @@ class TrainConfig:
     max_nonfinite_steps: int = 10
     """Stop with a clear message after this many consecutive optimizer steps skipped for non-finite
     gradients (under fp16, steps the GradScaler skips on overflow count too)."""
+    threads: int | None = None
+    """CPU threads per process for torch's math. null = the CPUs this process may run on, shared by the
+    training processes of this machine, less those other programs keep busy when the run starts (an
+    oversubscribed CPU runs many times slower)."""
     eval_steps: int = 200
     """Evaluate by generation every this many optimizer steps (0 = only at the end)."""
     save_steps: int = 200
@@ -486,6 +490,7 @@ class TrainConfig:
         for name in ("eval_steps", "save_steps", "log_steps"):
             _check(getattr(self, name) >= 0, name, "must be >= 0")
         _check(self.keep_last >= 1, "keep_last", "must be >= 1")
+        _check(self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)")
 
     def samples_per_step(self, num_processes: int = 1) -> int:
         """Samples that make one optimizer step.

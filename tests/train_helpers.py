@@ -34,7 +34,7 @@ TINY = [
     "data.image.height=32", "data.image.max_width=128", "data.image.min_width=32", "data.num_workers=0",
     "train.batch_size=4", "train.grad_accum_steps=1", "train.lr=2e-3", "train.warmup_steps=0",
     "train.scheduler=constant", "train.precision=fp32", "train.log_steps=1", "train.eval_steps=0",
-    "train.save_steps=0", "train.keep_last=2", "train.seed=0", "train.max_grad_norm=1.0",
+    "train.save_steps=0", "train.keep_last=2", "train.seed=0", "train.max_grad_norm=1.0", "train.threads=1",
     "augment.enabled=false", "loss.confusion_weight=0.0", "loss.focal_gamma=0.0", "loss.label_smoothing=0.0",
     "eval.max_samples=4", "eval.max_new_tokens=6", "eval.batch_size=8", "eval.num_beams=1",
     "eval.before_training=false",

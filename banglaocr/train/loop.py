@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import shutil
 import signal
 import time
@@ -71,6 +72,7 @@ from banglaocr.train.loss import batch_token_weights, lm_loss_sum, supervised_to
 from banglaocr.train.optim import build_optimizer
 from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
 from banglaocr.train.schedule import build_scheduler
+from banglaocr.train.threads import busy_cpus, cpu_threads, machine_cpus
 
 
 class TrainingInterrupted(Exception):
@@ -210,6 +212,8 @@ class TrainingRun:
         self.console = console or Console()
         self.resume, self.overwrite, self.allow_recipe_change = resume, overwrite, allow_recipe_change
         self.lock: RunFolderLock | None = None
+        self.previous_threads: int | None = None
+        self.threads_note = ""
         self.state = RunState()
         self.last_loss: float | None = None  # the loss of the last log row
         self.best_weights: dict | None = None  # trainable weights of the best validation so far (for the test)
@@ -219,10 +223,13 @@ class TrainingRun:
         self.abandoned: list[Path] = []  # newer checkpoints of a run replaced by resuming an older one
 
     def release(self) -> None:
-        """Free the run folder's lock (also freed by the OS if the process dies)."""
+        """Free the run folder's lock (also freed by the OS if the process dies); restore torch's threads."""
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+        if self.previous_threads is not None:
+            torch.set_num_threads(self.previous_threads)
+            self.previous_threads = None
 
     def say(self, *args, **kwargs) -> None:
         """Print on the main process only."""
@@ -266,6 +273,15 @@ class TrainingRun:
         refuse_unproven_engine(self.accelerator.distributed_type.value)
         self.main = self.accelerator.is_main_process
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        if self.accelerator.device.type == "cpu" or self.cfg.threads is not None:
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
+            # An explicit OMP_NUM_THREADS (torchrun sets 1 per process) is the user's choice too.
+            requested = self.cfg.threads or _env_threads()
+            threads = cpu_threads(requested, machine_cpus(), local, busy_cpus())
+            self.previous_threads = torch.get_num_threads()  # put back by release()
+            torch.set_num_threads(threads)
+            self.threads_note = (f"torch threads: {threads} per process ({machine_cpus()} CPUs, load "
+                                 f"{busy_cpus():.1f}{'' if requested is None else ', as set'})")
         if self.recipe.model.device_map is not None and self.world > 1:
             raise UserError("model.device_map=auto splits ONE process over the GPUs; do not combine it with "
                             "multi-process (DDP) launches - use one or the other")
@@ -287,6 +303,8 @@ class TrainingRun:
         trainable, total = trainable_parameter_summary(self.loaded.model)
         self.say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
                  f"{trainable / 1e6:.2f} M trainable ({'LoRA' if self.loaded.is_peft else 'full fine-tune'})")
+        if self.threads_note:
+            self.say(self.threads_note)
         wrapper = SupervisedLossModel(self.loaded.model, recipe.loss.focal_gamma, recipe.loss.label_smoothing)
         optimizer = build_optimizer(wrapper.model, cfg)
         self.scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.scheduler)
@@ -827,6 +845,11 @@ def refuse_half_precision_trainables(model: torch.nn.Module, precision: str) -> 
     if precision == "fp16" and any(p.requires_grad and p.dtype == torch.float16 for p in model.parameters()):
         raise UserError("train.precision=fp16 needs float32 trainable weights, but model.dtype=float16 makes "
                         "them float16 (a full fine-tune); use model.dtype: auto (float32 weights, fp16 compute)")
+
+
+def _env_threads() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _char_weights(confusion: dict, cap: float) -> dict[str, float]:
