@@ -3,8 +3,9 @@
 ONE function, `evaluate_records`, serves the training loop (validation at every eval step, the test
 split at the end) and `banglaocr eval`. Metrics come from real generation (DESIGN decision 5),
 never from teacher forcing. Images are decoded and read a chunk at a time (`infer.read_images`),
-so memory holds one chunk of images, not the split; under several processes each takes every
-world-th record and the rows are gathered back into input order on every process.
+so memory holds one chunk of images, not the split; under several processes the width-ordered
+batches of a chunk are dealt out and the texts gathered (`read_images`): every process gets every row,
+in input order, and the scores are exactly those of one process.
 
 >>> import torch
 >>> from banglaocr.config import ModelConfig
@@ -47,28 +48,21 @@ def evaluate_records(model: Any, tokenizer: Any, records: Sequence[Any], setting
                      batch_size: int = 16, num_beams: int = 1, process_index: int = 0, num_processes: int = 1,
                      on_batch: Callable[[int], None] | None = None,
                      chunk_size: int | None = None) -> Evaluation:
-    """Generate for `records` (this process: every `num_processes`-th from `process_index`) and score.
+    """Generate for `records` and score (with several processes, each generates its share of the batches).
 
     `model` is a Qwen3-VL or a PeftModel around one (not a DDP wrapper); `records` have `id`, `text`
     and whatever `open_image` reads. With several processes every process must call this with the
-    same records (a collective gathers the rows). `on_batch(n)` reports progress of this process.
+    same records (a collective gathers the texts). `on_batch(n)` reports progress of this process.
     `chunk_size`: images decoded at once (default `CHUNK_IMAGES`).
     """
-    mine = range(process_index, len(records), num_processes)
     rows, unreadable = [], []
-    readings = read_images(model, tokenizer, (records[i] for i in mine), settings, batch_size=batch_size,
-                           num_beams=num_beams, chunk_size=chunk_size or CHUNK_IMAGES, on_batch=on_batch)
-    for index, reading in zip(mine, readings):
-        record = reading.source
+    readings = read_images(model, tokenizer, records, settings, batch_size=batch_size, num_beams=num_beams,
+                           chunk_size=chunk_size or CHUNK_IMAGES, on_batch=on_batch, process_index=process_index,
+                           num_processes=num_processes)
+    for record, reading in zip(records, readings):
         if reading.error is not None:
-            unreadable.append((index, record.id, reading.error))
+            unreadable.append((record.id, reading.error))
             continue
-        rows.append((index, {"id": record.id, "reference": record.text, "prediction": reading.text,
-                             **sample_scores(record.text, reading.text)}))
-    if num_processes > 1:
-        from accelerate.utils import gather_object
-
-        rows, unreadable = gather_object(rows), gather_object(unreadable)
-    rows = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
-    unreadable = [(sample_id, error) for _, sample_id, error in sorted(unreadable)]
+        rows.append({"id": record.id, "reference": record.text, "prediction": reading.text,
+                     **sample_scores(record.text, reading.text)})
     return Evaluation(scores=aggregate_scores(rows) if rows else None, rows=rows, unreadable=unreadable)

@@ -343,7 +343,8 @@ class Reading:
 
 def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: ReadSettings,
                 batch_size: int = 16, num_beams: int = 1, chunk_size: int = 1024,
-                on_batch: Callable[[int], None] | None = None) -> Iterator[Reading]:
+                on_batch: Callable[[int], None] | None = None, process_index: int = 0,
+                num_processes: int = 1) -> Iterator[Reading]:
     """Decode and read many images; yield one `Reading` per source, in input order.
 
     `sources` are whatever `open_image` takes (paths, `Record`s, bytes). An image that fails to
@@ -351,7 +352,13 @@ def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: Re
     an empty `Reading` with `blank` set, not shown to the model. Images are decoded `chunk_size`
     at a time, so memory stays bounded however many there are (each chunk is ordered by width
     inside `generate_texts`). `on_batch(n)` is called with the number of inputs finished (read,
-    blank or failed).
+    blank or failed) by this process.
+
+    Several processes (`process_index` of `num_processes`, e.g. under `accelerate launch`): every
+    process decodes the chunk, the chunk's width-ordered batches are dealt out (batch k to process
+    k % num_processes) and the texts gathered, so every process yields every `Reading`, and the
+    batches - hence the texts - are exactly those of one process. All processes must call this with
+    the same sources.
 
     >>> import torch
     >>> from banglaocr.config import ModelConfig
@@ -362,45 +369,70 @@ def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: Re
     >>> [(r.text, r.error, r.blank) for r in read_images(tiny.model, tiny.tokenizer, sources, default_read_settings())]
     [(None, 'no such file: missing.png', False), ('', None, True)]
     """
-    from PIL import ImageOps
-
-    from banglaocr.data.pixels import ink_box
-    from banglaocr.data.sources import UnreadableImage, open_image
-
     chunk: list[Any] = []
-
-    def is_blank(image: Image.Image) -> bool:
-        # Light ink on dark paper has no ink by ink_box's measure either: blank only if neither has.
-        return ink_box(image) is None and ink_box(ImageOps.invert(image)) is None
-
-    def flush() -> Iterator[Reading]:
-        images, errors, blanks = [], {}, set()
-        for index, source in enumerate(chunk):
-            try:
-                image = open_image(source)
-            except UnreadableImage as err:
-                errors[index] = " ".join(str(err).split()) or type(err).__name__
-                continue
-            if is_blank(image):
-                blanks.add(index)
-            else:
-                images.append(image)
-        if (errors or blanks) and on_batch is not None:
-            on_batch(len(errors) + len(blanks))
-        texts = iter(generate_texts(model, tokenizer, images, settings, batch_size=batch_size,
-                                    num_beams=num_beams, on_batch=on_batch))
-        for index, source in enumerate(chunk):
-            if index in errors:
-                yield Reading(source=source, text=None, error=errors[index])
-            elif index in blanks:
-                yield Reading(source=source, text="", blank=True)
-            else:
-                yield Reading(source=source, text=next(texts))
-
     for source in sources:
         chunk.append(source)
         if len(chunk) >= chunk_size:
-            yield from flush()
+            yield from _read_chunk(model, tokenizer, chunk, settings, (batch_size, num_beams), on_batch,
+                                   process_index, num_processes)
             chunk = []
     if chunk:
-        yield from flush()
+        yield from _read_chunk(model, tokenizer, chunk, settings, (batch_size, num_beams), on_batch,
+                               process_index, num_processes)
+
+
+def _is_blank(image: Image.Image) -> bool:
+    from PIL import ImageOps
+
+    from banglaocr.data.pixels import ink_box
+
+    # Light ink on dark paper has no ink by ink_box's measure either: blank only if neither has.
+    return ink_box(image) is None and ink_box(ImageOps.invert(image)) is None
+
+
+def _read_chunk(model, tokenizer, chunk: list, settings: ReadSettings, reading: tuple[int, int], on_batch,
+                process_index: int, num_processes: int) -> Iterator[Reading]:
+    """`read_images` of one chunk: decode, set blanks and failures aside, generate for the rest."""
+    from banglaocr.data.sources import UnreadableImage, open_image
+
+    images, errors, blanks = [], {}, set()
+    for index, source in enumerate(chunk):
+        try:
+            image = open_image(source)
+        except UnreadableImage as err:
+            errors[index] = " ".join(str(err).split()) or type(err).__name__
+            continue
+        if _is_blank(image):
+            blanks.add(index)
+        else:
+            images.append(image)
+    if (errors or blanks) and on_batch is not None and process_index == 0:
+        on_batch(len(errors) + len(blanks))
+    texts = iter(_generate_shared(model, tokenizer, images, settings, reading, on_batch, process_index,
+                                  num_processes))
+    for index, source in enumerate(chunk):
+        if index in errors:
+            yield Reading(source=source, text=None, error=errors[index])
+        elif index in blanks:
+            yield Reading(source=source, text="", blank=True)
+        else:
+            yield Reading(source=source, text=next(texts))
+
+
+def _generate_shared(model, tokenizer, images: list[Image.Image], settings: ReadSettings, reading: tuple[int, int],
+                     on_batch, process_index: int, num_processes: int) -> list[str]:
+    """`generate_texts` over the processes: the width-ordered batches dealt out, the texts gathered."""
+    batch_size, num_beams = reading
+    if num_processes == 1:
+        return generate_texts(model, tokenizer, images, settings, batch_size=batch_size, num_beams=num_beams,
+                              on_batch=on_batch)
+    from accelerate.utils import gather_object
+
+    order = order_by_width(images, settings.image)
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    # Given its batches in this order, generate_texts cuts exactly the same batches again.
+    mine = [index for batch in batches[process_index::num_processes] for index in batch]
+    texts = generate_texts(model, tokenizer, [images[i] for i in mine], settings, batch_size=batch_size,
+                           num_beams=num_beams, on_batch=on_batch if process_index == 0 else None)
+    gathered = dict(gather_object(list(zip(mine, texts))))
+    return [gathered[index] for index in range(len(images))]

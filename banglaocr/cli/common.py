@@ -106,6 +106,21 @@ def without_transformers_progress() -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
+def launched_processes() -> tuple[int, int, str | None]:
+    """(rank, number of processes, this process's device) of an `accelerate launch` / torchrun start;
+    (0, 1, None) for a plain start. Several processes split the inputs of `predict` and `eval`."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, None
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    # Joins the process group the launcher set up; CPU processes (gloo) only when asked for, as Accelerator does.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    return state.process_index, state.num_processes, str(state.device)
+
+
 def load_quietly(model: str, adapter: str | None, precision: str, device: str | None):
     """`load_for_inference` without transformers' progress bars."""
     from banglaocr.infer import load_for_inference

@@ -25,7 +25,7 @@ from typing import Annotated
 
 import typer
 
-from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, check_writable, console, err_console, load_quietly, progress_bar,
+from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, check_writable, console, err_console, launched_processes, load_quietly, progress_bar,
                                   user_errors)
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -79,24 +79,26 @@ def _records(splits, split: str) -> list:
 
     if split not in SPLIT_CHOICES:
         raise UserError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
-    if split == "all":
-        return splits.train + splits.val + splits.test
+    if split == "all":  # a test-only folder has no train split: all = what there is
+        return splits.train_records + splits.val + splits.test
     return splits.split(split)
 
 
 def evaluate(model: str, adapter: str | None, records: list, batch_size: int, num_beams: int,
              precision: str, device: str | None, show_progress: bool):
     """Generate for every record: (scores and run facts, per-sample rows in input order, `SkipReport`
-    of the images that could not be decoded)."""
+    of the images that could not be decoded). Under `accelerate launch` the processes share the
+    generation (`evaluation.evaluate_records`) and every one returns the same."""
     from banglaocr.data.sources import SkipReport, unreadable_reason
     from banglaocr.errors import UserError
     from banglaocr.evaluation import evaluate_records
 
-    loaded, settings = load_quietly(model, adapter, precision, device)
+    rank, world, launched_device = launched_processes()
+    loaded, settings = load_quietly(model, adapter, precision, device or launched_device)
     start = time.perf_counter()
-    with progress_bar(len(records), "eval", show=show_progress) as advance:
+    with progress_bar(len(records), "eval", show=show_progress and rank == 0) as advance:
         result = evaluate_records(loaded.model, loaded.tokenizer, records, settings, batch_size=batch_size,
-                                  num_beams=num_beams, on_batch=advance)
+                                  num_beams=num_beams, on_batch=advance, process_index=rank, num_processes=world)
     unreadable = SkipReport()
     for sample_id, error in result.unreadable:
         unreadable.add(unreadable_reason(error), sample_id)
@@ -115,6 +117,7 @@ def evaluate(model: str, adapter: str | None, records: list, batch_size: int, nu
         "device": str(parameter.device),
         "dtype": str(parameter.dtype).replace("torch.", ""),
         "max_new_tokens": settings.max_new_tokens,
+        "processes": world,
     })
     return scores, rows, unreadable
 
@@ -175,6 +178,8 @@ def eval_command(
                    # What the source loader skipped (empty labels, missing or empty files), over all splits.
                    "skipped_at_load": splits.skipped.total, "skipped_at_load_detail": splits.skipped.as_dict(),
                    "predictions": str(out_dir / "predictions.jsonl")}
+        if launched_processes()[0] != 0:  # several processes: the main one writes and reports
+            return
         _write_outputs(out_dir, summary, rows)
 
     if as_json:

@@ -27,19 +27,23 @@ import io
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, ModelOption, NumBeamsOption,
-                                  PrecisionOption, check_writable, err_console, load_quietly, progress_bar,
-                                  user_errors)
+                                  PrecisionOption, check_writable, err_console, launched_processes, load_quietly,
+                                  progress_bar, user_errors)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 FORMATS = ("text", "jsonl", "csv")
 PROGRESS_FROM = 64
 """Show a progress bar from this many inputs on (fewer finish before a bar would help)."""
+CHUNK_INPUTS = 1024
+"""Default of --chunk-size: inputs decoded and read at a time (several processes share a chunk's batches)."""
+
 
 def _is_glob(text: str) -> bool:
     return any(char in text for char in "*?[")
@@ -123,14 +127,100 @@ def _choose_format(fmt: str | None, out: Path | None) -> str:
     return fmt
 
 
-def _open_output(out: Path):
+def _open_output(out: Path, append: bool):
     from banglaocr.errors import UserError
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return out.open("w", encoding="utf-8", newline="")
+        # Line-buffered: every row reaches the file as it is written, so a killed job loses no finished row.
+        return out.open("a" if append else "w", encoding="utf-8", newline="", buffering=1)
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+
+
+def _unescape(text: str) -> str:
+    """Undo `_one_line`."""
+    out, chars = [], iter(text)
+    for char in chars:
+        if char == "\\":
+            nxt = next(chars, "")
+            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(nxt, "\\" + nxt))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def rows_already_written(out: Path, fmt: str) -> tuple[list[str], bool]:
+    """For `--resume`: the input file of every row already in `out`, in order, and whether the file has a
+    header (csv). A last line without its newline (the job was killed while writing it) is cut off.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "p.jsonl"
+    >>> _ = out.write_text('{"file": "a.png", "prediction": "ক"}\\n{"file": "b.p')
+    >>> rows_already_written(out, "jsonl")[0], out.read_text()
+    (['a.png'], '{"file": "a.png", "prediction": "ক"}\\n')
+    """
+    from banglaocr.errors import UserError
+
+    if not out.is_file():
+        return [], False
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with out.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+        data = data[:data.rfind(b"\n") + 1]
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if fmt == "csv":
+        rows = list(csv.reader(lines))
+        header = bool(rows) and rows[0] == ["file", "prediction", "error", "blank"]
+        return [row[0] for row in rows[1 if header else 0:] if row], header
+    try:
+        files = [json.loads(line)["file"] if fmt == "jsonl" else _unescape(line.split("\t", 1)[0])
+                 for line in lines if line.strip()]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"--resume: {out} is not {fmt} output of predict; give the same --format as the "
+                        "first run, or another --out") from None
+    return files, False
+
+
+def resume_plan(pairs: list[tuple[str, str | None]], written: list[str], chunk_size: int):
+    """(inputs to read, how many of their rows are already written): a killed job of the SAME inputs wrote a
+    prefix of them; reading again from the start of its unfinished chunk gives the very batches - and so
+    the very rows - of an uninterrupted run. Other inputs: read those without a row.
+
+    >>> pairs = [(f"{i}.png", None) for i in range(5)]
+    >>> todo, skip = resume_plan(pairs, ["0.png", "1.png", "2.png"], chunk_size=2)
+    >>> [f for f, _ in todo], skip
+    (['2.png', '3.png', '4.png'], 1)
+    """
+    if [file for file, _ in pairs[:len(written)]] == written:
+        start = len(written) // chunk_size * chunk_size
+        return pairs[start:], len(written) - start
+    left, remaining = Counter(written), []
+    for pair in pairs:
+        if left[pair[0]] > 0:
+            left[pair[0]] -= 1
+        else:
+            remaining.append(pair)
+    return remaining, 0
+
+
+def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: int, world: int, on_batch):
+    """Yield (file, prediction, error, blank) for `pairs`, in order, on every process (several processes
+    share the generation, `read_images`). `reading` = (batch size, beams, chunk size)."""
+    from banglaocr.infer import read_images
+
+    batch_size, num_beams, chunk_size = reading
+    readable = [file for file, error in pairs if error is None]
+    readings = read_images(loaded.model, loaded.tokenizer, readable, settings, batch_size=batch_size,
+                           num_beams=num_beams, chunk_size=chunk_size, process_index=rank, num_processes=world,
+                           on_batch=on_batch if world == 1 else None)
+    for file, error in pairs:
+        if error is not None:
+            yield file, None, error, False
+        else:
+            found = next(readings)
+            yield file, found.text, found.error, found.blank
 
 
 def predict(
@@ -145,57 +235,89 @@ def predict(
     num_beams: NumBeamsOption = 1,
     precision: PrecisionOption = "auto",
     device: DeviceOption = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Inputs decoded and read at a time before their rows are "
+                                                     "written (memory held, and at most what a killed job reads again).")
+    ] = CHUNK_INPUTS,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Keep the rows already in --out and read only the inputs that have "
+                                            "none (after a killed job); new rows are appended.")
+    ] = False,
 ) -> None:
     """Read word images with a trained model: one row per image, in input order.
 
     Example: banglaocr predict --model tiny examples/words/*.png
     Or: banglaocr predict --model runs/cpu_demo scans/ extra/*.png --format jsonl --out predictions.jsonl
     Paths on stdin: find scans -name '*.png' | banglaocr predict --model runs/cpu_demo -
+    Millions of scans, 4 GPUs, resumable: accelerate launch --num_processes 4 -m banglaocr predict --model
+    runs/kaggle scans/ --out rows.jsonl --resume
     """
     with user_errors():
         output_format = _choose_format(fmt, out)
         stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else None
         pairs = expand_inputs(inputs, stdin_lines)
-        if out is not None:
-            check_writable(out, "file")  # before minutes of loading and reading, not after
-        loaded, settings = load_quietly(model, adapter, precision, device)
-        from banglaocr.infer import read_images
+        rank, world, launched_device = launched_processes()
+        main = rank == 0
+        if resume and out is None:
+            from banglaocr.errors import UserError
 
-        handle = _open_output(out) if out is not None else None
-        failed = blank = 0
-        try:
-            write = handle.write if handle is not None else sys.stdout.write
-            if output_format == "csv":
-                write("file,prediction,error,blank\n")
-            # The reader yields in input order, so rows are written as each chunk finishes;
-            # inputs that already failed (an empty folder, a pattern without matches) skip it.
-            readable = [file for file, error in pairs if error is None]
-            with progress_bar(len(pairs), "predict", show=len(pairs) >= PROGRESS_FROM) as advance:
-                readings = read_images(loaded.model, loaded.tokenizer, readable, settings,
-                                       batch_size=batch_size, num_beams=num_beams, on_batch=advance)
-                for file, error in pairs:
-                    is_blank = False
-                    if error is None:
-                        reading = next(readings)
-                        text, error, is_blank = reading.text, reading.error, reading.blank
-                    else:
-                        text = None
-                        advance(1)
-                    failed += error is not None
-                    blank += is_blank
-                    write(format_row(file, text, error, output_format, blank=is_blank))
-        except BrokenPipeError:
-            # The reader of stdout went away (`| head`): stop quietly, like other command-line tools.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(1) from None
-        finally:
-            if handle is not None:
-                handle.close()
-    if blank:
-        err_console.print(f"{blank} blank image(s) (no ink): empty prediction", highlight=False)
+            raise UserError("--resume needs --out (the file whose rows are kept)")
+        if out is not None and main:
+            check_writable(out, "file")  # before minutes of loading and reading, not after
+        written, has_header = rows_already_written(out, output_format) if resume and main else ([], False)
+        if resume and world > 1:  # the main process read (and mended) the file: everyone plans from that
+            from accelerate.utils import broadcast_object_list
+
+            written, has_header = broadcast_object_list([written, has_header])
+        todo, skip = resume_plan(pairs, written, chunk_size)
+        loaded, settings = load_quietly(model, adapter, precision, device or launched_device)
+        counts = _write_rows(loaded, settings, todo, skip, out, output_format, resume, has_header,
+                             (batch_size, num_beams, chunk_size), rank, world)
+    _report(counts, len(pairs), len(written), out, main)
+
+
+def _write_rows(loaded, settings, todo, skip: int, out, output_format, resume, has_header,
+                reading: tuple[int, int, int], rank, world) -> dict:
+    """Read `todo` and write its rows in input order, but for the first `skip` (written already); the main
+    process writes. Returns the counts. `reading` = (batch size, beams, chunk size)."""
+    main = rank == 0
+    handle = _open_output(out, append=resume) if out is not None and main else None
+    counts = {"failed": 0, "blank": 0, "written": 0}
+    try:
+        write = handle.write if handle is not None else (sys.stdout.write if main else (lambda text: None))
+        if output_format == "csv" and not has_header:
+            write("file,prediction,error,blank\n")
+        with progress_bar(len(todo), "predict", show=main and len(todo) >= PROGRESS_FROM) as advance:
+            for index, (file, text, error, blank) in enumerate(_predict_rows(loaded, settings, todo, reading, rank,
+                                                                             world, advance)):
+                if world > 1:
+                    advance(1)
+                if index < skip:
+                    continue
+                counts["failed"] += error is not None
+                counts["blank"] += blank
+                counts["written"] += 1
+                write(format_row(file, text, error, output_format, blank=blank))
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, like other command-line tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    finally:
+        if handle is not None:
+            handle.close()
+    return counts
+
+
+def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool) -> None:
+    if not main:
+        return
+    if counts["blank"]:
+        err_console.print(f"{counts['blank']} blank image(s) (no ink): empty prediction", highlight=False)
     if out is not None:
-        err_console.print(f"wrote {len(pairs)} rows to {out} ({failed} failed)", highlight=False)
-    if failed:
+        resumed = f"; {kept} rows were there already (--resume)" if kept else ""
+        err_console.print(f"wrote {counts['written']} rows to {out} ({counts['failed']} failed){resumed}",
+                          highlight=False)
+    if counts["failed"]:
         if out is None:
-            err_console.print(f"[yellow]{failed} of {len(pairs)} input(s) could not be read[/]", highlight=False)
+            err_console.print(f"[yellow]{counts['failed']} of {total} input(s) could not be read[/]", highlight=False)
         raise typer.Exit(1)
