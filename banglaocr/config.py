@@ -460,6 +460,10 @@ class TrainConfig:
     max_nonfinite_steps: int = 10
     """Stop with a clear message after this many consecutive optimizer steps skipped for non-finite
     gradients (under fp16, steps the GradScaler skips on overflow count too)."""
+    time_limit: str | None = None
+    """Save a checkpoint and stop (exit code 0) before this much time has passed, e.g. `11h30m`, `45m`,
+    `90s`; `--resume auto` goes on. null = no limit, except on Kaggle: the session's end (12 h, 9 h with a
+    TPU) less 15 minutes."""
     threads: int | None = None
     """CPU threads per process for torch's math. null = the CPUs this process may run on, shared by the
     training processes of this machine, less those other programs keep busy when the run starts (an
@@ -491,6 +495,14 @@ class TrainConfig:
             _check(getattr(self, name) >= 0, name, "must be >= 0")
         _check(self.keep_last >= 1, "keep_last", "must be >= 1")
         _check(self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)")
+        if self.time_limit is not None:
+            from banglaocr.clock import parse_duration
+            from banglaocr.errors import UserError
+
+            try:
+                parse_duration(self.time_limit)
+            except UserError as err:
+                raise _FieldError("time_limit", str(err).split(": ", 1)[-1]) from None
 
     def samples_per_step(self, num_processes: int = 1) -> int:
         """Samples that make one optimizer step.

@@ -36,6 +36,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers.utils import logging as transformers_logging
 
+from banglaocr.clock import deadline
 from banglaocr.config import Recipe, load_recipe, save_recipe
 from banglaocr.confusion import ConfusionStats, char_weights
 from banglaocr.data.collate import Collator, finish_batch_on_device
@@ -76,12 +78,29 @@ from banglaocr.train.threads import busy_cpus, cpu_threads, machine_cpus
 
 
 class TrainingInterrupted(Exception):
-    """Raised after a SIGTERM/SIGINT: a checkpoint was saved; `--resume auto` continues."""
-    def __init__(self, signal_name: str, step: int, checkpoint: Path):
-        super().__init__(f"stopped by {signal_name} after step {step}; checkpoint saved to {checkpoint}; "
-                         "continue with --resume auto")
+    """Raised after a SIGTERM/SIGINT (exit code 143/130) or at the time limit (exit code 0): a checkpoint
+    was saved; `--resume auto` continues."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path, time_limit: str | None = None):
+        if time_limit is None:
+            message = (f"stopped by {signal_name} after step {step}; checkpoint saved to {checkpoint}; "
+                       "continue with --resume auto")
+        else:
+            message = (f"stopped before the {time_limit} after step {step}; checkpoint saved to {checkpoint}; "
+                       f"continue with: {resume_command()}")
+        super().__init__(message)
         self.signal_name = signal_name
-        self.exit_code = 130 if signal_name == "SIGINT" else 143
+        self.exit_code = 0 if time_limit is not None else 130 if signal_name == "SIGINT" else 143
+
+
+def resume_command() -> str:
+    """This process's own `banglaocr train ...` command line, with `--resume auto`."""
+    import shlex
+
+    args = [arg for arg in sys.argv[1:]]
+    if "--resume" not in args and not any(arg.startswith("--resume=") for arg in args):
+        args += ["--resume", "auto"]
+    return shlex.join(["banglaocr", *args])
 
 
 class SupervisedLossModel(torch.nn.Module):
@@ -185,7 +204,7 @@ def _train(run: TrainingRun) -> dict:
             final_step = step == cfg.max_steps
             if cfg.log_steps and step % cfg.log_steps == 0 or final_step:
                 run.log_window(step_lr, stage_row)
-            run.progress.update(run.task, completed=step)
+            run.progress.update(run.task, completed=step, left=run.time_left())
             if run.splits.val and (cfg.eval_steps and step % cfg.eval_steps == 0 or final_step):
                 run.validate(run.last_loss, step_lr)
             run.state.train_time_s = time.perf_counter() - run.run_start
@@ -221,6 +240,12 @@ class TrainingRun:
         self.last_good_batch: dict | None = None
         self.last_saved_step = -1
         self.abandoned: list[Path] = []  # newer checkpoints of a run replaced by resuming an older one
+        self.started = time.time()  # the time limit counts from here
+        self.deadline, self.deadline_note = deadline(self.cfg.time_limit, self.started)
+        self.deadline_label = "time limit" if self.cfg.time_limit is not None else "end of the Kaggle session"
+        self.last_step_at: float | None = None
+        self.step_seconds: float | None = None  # smoothed duration of a step (for the time limit)
+        self.save_seconds: float | None = None  # duration of the last checkpoint
 
     def release(self) -> None:
         """Free the run folder's lock (also freed by the OS if the process dies); restore torch's threads."""
@@ -288,23 +313,31 @@ class TrainingRun:
 
     def _setup_data(self) -> None:
         """Rendered / downloaded once (main process first), then read by everyone."""
+        started = time.perf_counter()
+        first_use = " (synthetic images are rendered on first use)" if self.recipe.data.source == "synth" else ""
+        self.say(f"loading data{first_use} ...")
         with self.accelerator.main_process_first():
             data_cfg = resolve_source(self.recipe.data, self.output_dir)
             self.splits = load_splits(data_cfg)
         splits = self.splits
         self.say(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test from "
-                 f"{data_cfg.source}; {splits.skipped.summary()}")
+                 f"{data_cfg.source}; {splits.skipped.summary()} ({time.perf_counter() - started:.1f} s)")
 
     def _setup_model(self) -> None:
         """Model (+ LoRA), the loss wrapper, optimizer and schedule, through `accelerator.prepare`."""
         recipe, cfg = self.recipe, self.cfg
+        started = time.perf_counter()
+        self.say(f"loading model {recipe.model.name_or_path} ...")
         self.loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
         refuse_half_precision_trainables(self.loaded.model, cfg.precision)
         trainable, total = trainable_parameter_summary(self.loaded.model)
         self.say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
-                 f"{trainable / 1e6:.2f} M trainable ({'LoRA' if self.loaded.is_peft else 'full fine-tune'})")
+                 f"{trainable / 1e6:.2f} M trainable ({'LoRA' if self.loaded.is_peft else 'full fine-tune'}) "
+                 f"({time.perf_counter() - started:.1f} s)")
         if self.threads_note:
             self.say(self.threads_note)
+        if self.deadline_note:
+            self.say(self.deadline_note)
         wrapper = SupervisedLossModel(self.loaded.model, recipe.loss.focal_gamma, recipe.loss.label_smoothing)
         optimizer = build_optimizer(wrapper.model, cfg)
         self.scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.scheduler)
@@ -488,19 +521,32 @@ class TrainingRun:
         """The step's supervised tokens over ALL processes - the one sync point of the step, which also
         carries the stop flag. On a stop: checkpoint and raise `TrainingInterrupted`."""
         local_tokens = sum(int(supervised_token_count(batch["labels"])) * weight for batch, weight in micro)
-        flags = torch.tensor([float(local_tokens), 1.0 if stop.received else 0.0], device=self.device)
+        flags = torch.tensor([float(local_tokens), 1.0 if stop.received else 0.0, 1.0 if self._out_of_time() else 0.0],
+                             device=self.device)
         flags = self.accelerator.reduce(flags, reduction="sum") if self.world > 1 else flags
-        step_tokens, stop_now = float(flags[0]), bool(flags[1] > 0)
-        if stop_now:
+        step_tokens, stop_now, time_up = float(flags[0]), bool(flags[1] > 0), bool(flags[2] > 0)
+        if stop_now or time_up:
             # The micro-batches just drawn belong to a step that never runs: give them back, so the
             # resumed run draws them again (nothing skipped).
             self.state.batches_consumed -= self.cfg.grad_accum_steps * self.world
             path = self.save_checkpoint() if self.last_saved_step != self.state.step else \
                 self.output_dir / "checkpoints" / f"step-{self.state.step}"
-            raise TrainingInterrupted(stop.received or "SIGTERM", self.state.step, path)
+            raise TrainingInterrupted(stop.received or "SIGTERM", self.state.step, path,
+                                      time_limit=None if stop_now else self.deadline_label)
         if step_tokens == 0:
             raise UserError("a training step has no supervised tokens (every image unreadable?)")
         return step_tokens
+
+    def _out_of_time(self) -> bool:
+        """Too close to the deadline for one more step and a checkpoint (both as long as measured so far)."""
+        if self.deadline is None:
+            return False
+        now = time.time()
+        step = now - self.last_step_at if self.last_step_at is not None else 0.0
+        self.last_step_at = now
+        self.step_seconds = step if self.step_seconds is None else 0.8 * self.step_seconds + 0.2 * step
+        saving = self.save_seconds if self.save_seconds is not None else min(60.0, 0.05 * (self.deadline - self.started))
+        return now + 2 * self.step_seconds + 2 * saving >= self.deadline
 
     def _forward_backward(self, micro: list[tuple[dict, float]], step_tokens: float) -> torch.Tensor:
         """Forward + backward of every micro-batch; returns the step's summed token loss (on the device)."""
@@ -587,11 +633,18 @@ class TrainingRun:
     def live_progress(self):
         """The progress bar (main process), as a context manager for the loop."""
         last_cer = self.state.last_val_cer
-        self.progress = make_progress(self.console)
+        self.progress = make_progress(self.console, time_limited=self.deadline is not None)
+        # lr "-" until the first log row: before its first step a warm-up schedule's rate is 0.
         self.task = self.progress.add_task("train", total=self.cfg.max_steps, completed=self.state.step, loss="-",
-                                           lr=f"{self.scheduler.get_last_lr()[0]:.2e}", speed="-",
-                                           val_cer=f"{last_cer:.3f}" if last_cer is not None else "-")
+                                           lr="-", speed="-", val_cer=f"{last_cer:.3f}" if last_cer is not None else "-",
+                                           left=self.time_left())
         return self.progress if self.main else contextlib.nullcontext()
+
+    def time_left(self) -> str:
+        """h:mm:ss until the time limit ("" without one)."""
+        from banglaocr.clock import format_duration
+
+        return "" if self.deadline is None else format_duration(self.deadline - time.time())
 
     def log_row(self, row: dict) -> None:
         """One metrics.jsonl row (main process) and the same numbers to TensorBoard."""
@@ -682,6 +735,7 @@ class TrainingRun:
         state, accelerator = self.state, self.accelerator
         final = self.output_dir / "checkpoints" / f"step-{state.step}"
         tmp = final.parent / f".tmp-{final.name}"
+        saving_started = time.time()
         try:
             if self.main:
                 fresh_tmp_folder(final)
@@ -705,6 +759,7 @@ class TrainingRun:
             ckpt.rotate_checkpoints(final.parent, self.cfg.keep_last)
         accelerator.wait_for_everyone()
         self.last_saved_step = state.step
+        self.save_seconds = time.time() - saving_started
         return final
 
     def _write_checkpoint(self, tmp: Path) -> None:

@@ -42,20 +42,36 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
 
 
-def make_progress(console: Console) -> Progress:
-    """Step x/total, bar, loss, lr, samples/s, last val CER, elapsed and ETA."""
-    return Progress(
-        TextColumn("[bold]train[/]"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s  "
-                   "val CER {task.fields[val_cer]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+WIDE = 110
+"""From this console width on the bar also shows lr, samples/s and the elapsed time."""
+
+
+def make_progress(console: Console, time_limited: bool = False) -> Progress:
+    """Step x/total, loss, last val CER and a smoothed ETA always (they fit 80 columns); lr, samples/s and
+    the elapsed time on wider consoles; the time left before `train.time_limit` when there is one.
+
+    >>> import io
+    >>> console = Console(file=io.StringIO(), width=80, force_terminal=False)
+    >>> progress = make_progress(console)
+    >>> _ = progress.add_task("train", total=800, completed=120, loss="0.5829", lr="1.83e-03", speed="5.5",
+    ...                       val_cer="0.225", left="")
+    >>> line = progress.get_renderable(); console.print(line); text = console.file.getvalue()
+    >>> all(part in text for part in ("120/800", "loss 0.5829", "val CER 0.225", "ETA"))
+    True
+    """
+    wide = console.width >= WIDE
+    columns = [TextColumn("[bold]train[/]"), MofNCompleteColumn(), BarColumn(bar_width=None if wide else 12)]
+    if wide:
+        columns.append(TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s  "
+                                  "val CER {task.fields[val_cer]}"))
+        columns.append(TimeElapsedColumn())
+    else:
+        columns.append(TextColumn("loss {task.fields[loss]}  val CER {task.fields[val_cer]}"))
+    columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    if time_limited:
+        columns.append(TextColumn("left {task.fields[left]}"))
+    # ETA from the speed of the last 5 minutes: steady, not thrown about by an evaluation or a checkpoint.
+    return Progress(*columns, console=console, transient=False, speed_estimate_period=300.0)
 
 
 def plot_curves(rows: list[dict], path: Path) -> Path | None:
@@ -85,7 +101,10 @@ def plot_curves(rows: list[dict], path: Path) -> Path | None:
 
 
 def summary_table(summary: dict) -> Table:
-    """The end-of-run table: steps, time, speed, best and test numbers, skipped samples."""
+    """The end-of-run table: steps, time (h:mm:ss), speed, the BEST and the FINAL validation CER, the test
+    scores (of the best weights), skipped samples."""
+    from banglaocr.clock import format_duration
+
     table = Table(title="training summary", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -93,16 +112,24 @@ def summary_table(summary: dict) -> Table:
     def fmt(value):
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
-    for key in ("steps", "train_time_s", "samples_per_s", "final_loss", "best_step", "best_val_cer"):
+    table.add_row("steps", str(summary.get("steps")))
+    if summary.get("train_time_s") is not None:
+        table.add_row("train time", format_duration(summary["train_time_s"]))
+    for key, label in (("samples_per_s", "samples/s"), ("final_loss", "final loss")):
         if summary.get(key) is not None:
-            table.add_row(key, fmt(summary[key]))
+            table.add_row(label, fmt(summary[key]))
+    if summary.get("best_val_cer") is not None:
+        table.add_row(f"best val CER (step {summary.get('best_step')})", fmt(summary["best_val_cer"]))
     before, after = summary.get("val_cer_before"), summary.get("val_cer_after")
     if before is not None and after is not None:
         ratio = f" (x{after / before:.2f})" if before > 0 else ""
-        table.add_row("val CER before -> after", f"{before:.4f} -> {after:.4f}{ratio}")
+        table.add_row("val CER before -> final", f"{before:.4f} -> {after:.4f}{ratio}")
+    elif after is not None:
+        table.add_row("final val CER", fmt(after))
+    weights = f"best weights, step {summary.get('best_step')}" if summary.get("best_step") is not None else "final weights"
     for key, value in (summary.get("test") or {}).items():
         if key in ("cer", "mean_cer", "wer", "ger", "exact_match", "empty_predictions", "n"):
-            table.add_row(f"test_{key}", fmt(value))
-    table.add_row("skipped_samples", str(summary.get("skipped_samples", 0)))
-    table.add_row("nonfinite_steps", str(summary.get("nonfinite_steps", 0)))
+            table.add_row(f"test {key} ({weights})" if key == "cer" else f"test {key}", fmt(value))
+    table.add_row("skipped samples", str(summary.get("skipped_samples", 0)))
+    table.add_row("non-finite steps", str(summary.get("nonfinite_steps", 0)))
     return table
