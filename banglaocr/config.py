@@ -464,6 +464,10 @@ class TrainConfig:
     """Save a checkpoint and stop (exit code 0) before this much time has passed, e.g. `11h30m`, `45m`,
     `90s`; `--resume auto` goes on. null = no limit, except on Kaggle: the session's end (12 h, 9 h with a
     TPU) less 15 minutes."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Where the metrics.jsonl rows also go: `tensorboard` (when installed) and/or `wandb` (Weights &
+    Biases: the recipe as config, curves and confusion heatmap as images; `WANDB_MODE=offline` works
+    without an account). [] = metrics.jsonl only."""
     threads: int | None = None
     """CPU threads per process for torch's math. null = the CPUs this process may run on, shared by the
     training processes of this machine, less those other programs keep busy when the run starts (an
@@ -495,6 +499,8 @@ class TrainConfig:
             _check(getattr(self, name) >= 0, name, "must be >= 0")
         _check(self.keep_last >= 1, "keep_last", "must be >= 1")
         _check(self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)")
+        unknown = [name for name in self.report_to if name not in ("tensorboard", "wandb")]
+        _check(not unknown, "report_to", f"knows tensorboard and wandb, not {', '.join(unknown)}")
         if self.time_limit is not None:
             from banglaocr.clock import parse_duration
             from banglaocr.errors import UserError

@@ -75,6 +75,8 @@ from banglaocr.train.optim import build_optimizer
 from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
 from banglaocr.train.schedule import build_scheduler
 from banglaocr.train.threads import busy_cpus, cpu_threads, machine_cpus
+from banglaocr.train.wandb_report import finish_wandb, start_wandb
+from banglaocr.train.wandb_report import log_row as wandb_log_row
 
 
 class TrainingInterrupted(Exception):
@@ -141,6 +143,7 @@ class RunState:
     skipped_examples: list = field(default_factory=list)
     curriculum: dict | None = None  # CurriculumState.as_dict() while data.curriculum is set
     val_cer_before: float | None = None  # eval.before_training: the starting model's val CER
+    wandb_id: str | None = None  # the W&B run a resumed run continues
 
 
 @dataclass
@@ -231,6 +234,7 @@ class TrainingRun:
         self.console = console or Console()
         self.resume, self.overwrite, self.allow_recipe_change = resume, overwrite, allow_recipe_change
         self.lock: RunFolderLock | None = None
+        self.wandb_run = None  # the W&B run (main process, train.report_to has wandb)
         self.previous_threads: int | None = None
         self.threads_note = ""
         self.state = RunState()
@@ -255,6 +259,9 @@ class TrainingRun:
         if self.previous_threads is not None:
             torch.set_num_threads(self.previous_threads)
             self.previous_threads = None
+        if self.wandb_run is not None:  # stopped early (a signal, the time limit, an error)
+            self.wandb_run.finish()
+            self.wandb_run = None
 
     def say(self, *args, **kwargs) -> None:
         """Print on the main process only."""
@@ -291,7 +298,7 @@ class TrainingRun:
     def _setup_accelerator(self) -> None:
         """accelerate's Accelerator, refusing engines this loop is not proven with (see `refuse_unproven_engine`)."""
         refuse_unproven_engine()
-        self.use_tensorboard = _tensorboard_available()
+        self.use_tensorboard = "tensorboard" in self.cfg.report_to and _tensorboard_available()
         self.accelerator = Accelerator(mixed_precision=_mixed_precision(self.cfg.precision),
                                        log_with="tensorboard" if self.use_tensorboard else None,
                                        project_dir=str(self.output_dir))
@@ -414,6 +421,8 @@ class TrainingRun:
                 self.metrics_log.path.unlink()
         if self.use_tensorboard:
             self.accelerator.init_trackers("tensorboard")
+        if "wandb" in self.cfg.report_to and self.main:
+            self.wandb_run, self.state.wandb_id = start_wandb(self.recipe, self.output_dir, self.state.wandb_id)
         self.skip_report = SkipReport()
         self.skip_report.merge(self.splits.skipped)
         self.counted_unreadable = {tuple(pair) for pair in self.state.skipped_examples}
@@ -650,6 +659,8 @@ class TrainingRun:
         """One metrics.jsonl row (main process) and the same numbers to TensorBoard."""
         if self.main:
             self.metrics_log.write(row)
+        if self.wandb_run is not None:
+            wandb_log_row(self.wandb_run, row)
         if self.use_tensorboard:
             self.accelerator.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))},
                                  step=row["step"])
@@ -795,7 +806,10 @@ class TrainingRun:
         }
         if self.main:
             write_json(self.output_dir / "summary.json", summary)
-            plot_curves(self.metrics_log.rows(), self.output_dir / "curves.png")
+            curves = plot_curves(self.metrics_log.rows(), self.output_dir / "curves.png")
+            if self.wandb_run is not None:
+                finish_wandb(self.wandb_run, {"curves": curves, "confusion_heatmap": self._confusion_heatmap()})
+                self.wandb_run = None
             self.console.print(summary_table(summary))
             if self.skip_report.total:
                 self.console.print(f"[yellow]{self.skip_report.summary()}[/]")
@@ -835,6 +849,15 @@ class TrainingRun:
                      f"{self.state.best_step}; the test split is scored with the final weights[/]")
             return None
         return load_file(str(best_file))
+
+    def _confusion_heatmap(self) -> Path | None:
+        """confusion_heatmap.png of the last validation's confusion statistics (for W&B)."""
+        from banglaocr.report import report_from_stats, write_heatmap
+
+        if not self.state.confusion:
+            return None
+        report = report_from_stats(ConfusionStats.from_dict(self.state.confusion))
+        return write_heatmap(report, self.output_dir / "confusion_heatmap.png")
 
     def _gather_skipped(self) -> None:
         """Images other processes failed to decode (their train shards) go into this process's report too."""
