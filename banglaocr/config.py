@@ -810,13 +810,9 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     5
     """
     path = resolve_recipe_path(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"recipe {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except OSError as err:
-        raise UserError(f"cannot read recipe {path}: {err.strerror or err}") from None
-    return recipe_from_dict(_parse_yaml(text, path), overrides)
+    from banglaocr.files import read_text
+
+    return recipe_from_dict(_parse_yaml(read_text(path, f"recipe {path}"), path), overrides)
 
 
 def _parse_yaml(text: str, path: Path) -> Any:

@@ -71,3 +71,25 @@ def write_json(path: Path, payload: dict) -> None:
     """`payload` as indented UTF-8 JSON at `path`, atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n",
                                                   encoding="utf-8"))
+
+
+def read_text(path: Path, label: str | None = None) -> str:
+    """A UTF-8 text file (a byte-order mark dropped). A file that cannot be read or is not UTF-8 is one
+    `UserError` naming it as `label` (default: the path).
+
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "x.jsonl"; _ = bad.write_bytes(b"\\xff")
+    >>> read_text(bad, "recipe x.jsonl")
+    Traceback (most recent call last):
+    ...
+    banglaocr.errors.UserError: recipe x.jsonl is not UTF-8 text (byte 0); save it as UTF-8
+    """
+    from banglaocr.errors import UserError
+
+    label = label or str(path)
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{label} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"cannot read {label}: {err.strerror or err}") from None

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banglaocr.errors import UserError
+from banglaocr.files import read_text
 from banglaocr.metrics import error_rate
 from banglaocr.confusion import ConfusionStats, Level, error_rates
 
@@ -255,12 +256,7 @@ def load_prediction_pairs(path: Path | str) -> tuple[list[str], list[str]]:
         raise UserError(f"predictions file '{path}' does not exist")
     if not path.is_file():
         raise UserError(f"'{path}' is not a file (expected a predictions .jsonl file)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise UserError(f"cannot read '{path}': {err.strerror or err}") from None
+    text = read_text(path)
     references: list[str] = []
     predictions: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -50,6 +50,7 @@ from PIL import Image
 from banglaocr.config import DataConfig
 from banglaocr.data.decode import UnreadableImage, as_unreadable, header_size, open_checked, to_rgb
 from banglaocr.errors import UserError, first_line
+from banglaocr.files import read_text
 from banglaocr.text import normalize
 
 MAX_LABEL_CHARS = 10_000
@@ -231,12 +232,7 @@ def _read_table(path: Path, skipped: SkipReport) -> list[dict]:
     fields than the header - is skipped and counted (`MALFORMED`, named `file:line`); a file that
     cannot be read, is not UTF-8 or has no valid row at all is one clear `UserError`.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except OSError as err:
-        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    text = read_text(path)
     if path.suffix == ".jsonl":
         rows, bad = _jsonl_rows(text, path, skipped)
     elif path.suffix == ".csv":

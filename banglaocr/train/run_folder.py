@@ -4,7 +4,8 @@
   recognised by `recipe.yaml` + `metrics.jsonl`).
 - `.banglaocr.lock` is held with an OS file lock for the whole run (released on exit and when the
   process dies, whatever the cause): a second run into the same folder is refused at once.
-- A non-empty folder that is not a banglaocr run is refused (`--overwrite` writes into it anyway);
+- A non-empty folder that is not a banglaocr run is refused (`--overwrite` writes into it anyway); a folder
+  that holds only synthetic data rendered for the run (`synth-*/synth.json`) is not "non-empty";
   a finished or stopped run is continued with `--resume auto`, or replaced with `--overwrite`.
 
 >>> import tempfile, pathlib
@@ -64,7 +65,9 @@ def claim_run_folder(folder: Path, resuming: bool, overwrite: bool) -> RunFolder
     had_lock_file = (folder / LOCK_FILE).exists()
     lock = _lock(folder)
     try:
-        others = sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE)
+        # Synthetic data rendered into the folder (a folder with synth.json) is the run's own input.
+        others = sorted(p.name for p in folder.iterdir()
+                        if p.name != LOCK_FILE and not (p / "synth.json").is_file())
         if others and not is_run_folder(folder) and not overwrite:
             shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
             raise UserError(f"{folder} is not empty and is not a banglaocr run folder (it holds {shown}); "
