@@ -254,6 +254,15 @@ def _write_side_files(tmp: Path, adapter: Path, tokenizer, settings) -> None:
         shutil.copy2(adapter / "recipe.yaml", tmp / "recipe.yaml")
 
 
+def _write_card(tmp: Path, adapter: Path, base_name: str | None) -> None:
+    """The merged folder's model card: the adapter's scores and confusion heatmap carried over."""
+    from banglaocr.model_card import HEATMAP, card_metrics, write_model_card
+
+    recipe = adapter / "recipe.yaml"
+    write_model_card(tmp, base_name, "merged", card_metrics(adapter),
+                     recipe.read_text(encoding="utf-8") if recipe.is_file() else None, adapter / HEATMAP)
+
+
 def _save_merged(merged, folder: Path, dtype: str, tokenizer, settings, adapter: Path) -> None:
     """The merged model in `dtype`, with generation config, tokenizer, processor files and read settings."""
     merged = merged.to(getattr(torch, dtype))
@@ -313,6 +322,7 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
     tmp = fresh_tmp_folder(out)
     try:
         _save_merged(merged, tmp, dtype, tokenizer, settings, adapter)
+        _write_card(tmp, adapter, base_name)
         del model, merged
         gc.collect()
 

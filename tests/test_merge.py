@@ -285,3 +285,19 @@ def test_merged_folder_transcribes_with_autoprocessor_without_banglaocr(interop_
     assert result["grids"] == [[1, image.height // 16, image.width // 16] for image in budget]
     # banglaocr normalises every transcription; the plain script prints the raw decoded text.
     assert [normalize(text) for text in result["texts"]] == adapter_texts
+
+
+def test_merged_folder_carries_a_hub_ready_model_card(merged, run_dir):
+    """merge-lora's folder has a README.md model card (kind merged, library transformers), with the adapter's
+    scores and confusion heatmap carried over."""
+    import yaml
+
+    from banglaocr.model_card import card_metrics
+
+    out, _ = merged
+    text = (out / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(text.split("---")[1])
+    assert meta["library_name"] == "transformers" and meta["language"] == ["bn"]
+    assert "a merged model" in text
+    assert card_metrics(out) == card_metrics(run_dir / "best") != {}
+    assert (out / "confusion_heatmap.png").is_file() == (run_dir / "best" / "confusion_heatmap.png").is_file()

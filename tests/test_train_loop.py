@@ -232,3 +232,21 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_silently_reused(tmp_pa
     result = invoke_train(out, "train.max_steps=2", options=("--resume", "auto"))
     assert result.exit_code == 0, result.output
     assert [row["step"] for row in helpers.log_rows(out)] == [1, 2]
+
+
+def test_best_and_final_are_hub_ready_with_a_model_card(finished_run):
+    """README.md with the hub's YAML metadata (language, pipeline tag, base model, results), the recipe and
+    the confusion heatmap; best/'s card carries the test scores (the test split is scored with best/)."""
+    from banglaocr.model_card import card_metrics
+
+    out, _ = finished_run
+    for name in ("best", "final"):
+        text = (out / name / "README.md").read_text(encoding="utf-8")
+        meta = yaml.safe_load(text.split("---")[1])
+        assert meta["language"] == ["bn"] and meta["pipeline_tag"] == "image-text-to-text"
+        assert "## Training recipe" in text and "max_steps: 30" in text
+        assert (out / name / "confusion_heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    best = card_metrics(out / "best")
+    assert best["test_cer"] == pytest.approx(summary["test"]["cer"], abs=1e-4)
+    assert best["val_cer"] == pytest.approx(summary["best_val_cer"], abs=1e-4)

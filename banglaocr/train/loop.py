@@ -721,16 +721,29 @@ class TrainingRun:
 
     # ------------------------------------------------------------------ saving
 
-    def save_model(self, folder: Path) -> None:
-        """A model folder that loads on its own (adapter or full weights, tokenizer, read settings, recipe)."""
+    def save_model(self, folder: Path, metrics: dict | None = None) -> None:
+        """A model folder that loads on its own (adapter or full weights, tokenizer, read settings, recipe)
+        and is ready for the hub (a model card with `metrics` and the confusion heatmap)."""
         with atomic_folder(folder) as tmp:
             save_model_folder(self.loaded, tmp)
             save_read_settings(tmp, self.settings)
             save_recipe(self.recipe, tmp / "recipe.yaml")
+            self.write_card(tmp, metrics)
+
+    def write_card(self, folder: Path, metrics: dict | None) -> None:
+        """README.md for the hub: base model, scores, the last validation's confusion heatmap, the recipe."""
+        from banglaocr.config import recipe_to_yaml
+        from banglaocr.model_card import HEATMAP, write_model_card
+
+        heatmap = self._confusion_heatmap(folder / HEATMAP)
+        base = self.loaded.base_name_or_path if self.loaded.is_peft else (
+            self.recipe.model.name_or_path if self.recipe.model.init == "pretrained" else None)
+        write_model_card(folder, base, "adapter" if self.loaded.is_peft else "full", metrics,
+                         recipe_to_yaml(self.recipe), heatmap)
 
     def _save_best(self) -> None:
         """best/ and checkpoints/best.safetensors (what the test split is scored with after a resume)."""
-        self.save_model(self.output_dir / "best")
+        self.save_model(self.output_dir / "best", {"val_cer": self.state.best_val_cer, "step": self.state.best_step})
         best_file = self.output_dir / "checkpoints" / "best.safetensors"
         best_file.parent.mkdir(parents=True, exist_ok=True)
         # The step in the metadata: after a resume, a best file of another (abandoned) run is not used.
@@ -792,8 +805,13 @@ class TrainingRun:
     def finish(self) -> dict:
         """final/, the test split scored with the BEST weights, summary.json, curves.png, the summary table."""
         if self.main:
-            self.save_model(self.output_dir / "final")
+            self.save_model(self.output_dir / "final", {"val_cer": self.state.last_val_cer, "step": self.state.step})
         test_scores = self._score_test_split()
+        if self.main and test_scores is not None and (self.output_dir / "best").is_dir():
+            # The test split is scored with the best weights: its scores belong on best/'s card.
+            self.write_card(self.output_dir / "best", {
+                "val_cer": self.state.best_val_cer, "step": self.state.best_step, "test_cer": test_scores["cer"],
+                "test_wer": test_scores["wer"], "test_exact_match": test_scores["exact_match"]})
         self._gather_skipped()
         state = self.state
         summary = {
@@ -850,14 +868,14 @@ class TrainingRun:
             return None
         return load_file(str(best_file))
 
-    def _confusion_heatmap(self) -> Path | None:
-        """confusion_heatmap.png of the last validation's confusion statistics (for W&B)."""
+    def _confusion_heatmap(self, path: Path | None = None) -> Path | None:
+        """A heatmap of the last validation's confusion statistics (W&B, model cards); None before one."""
         from banglaocr.report import report_from_stats, write_heatmap
 
         if not self.state.confusion:
             return None
         report = report_from_stats(ConfusionStats.from_dict(self.state.confusion))
-        return write_heatmap(report, self.output_dir / "confusion_heatmap.png")
+        return write_heatmap(report, path or self.output_dir / "confusion_heatmap.png")
 
     def _gather_skipped(self) -> None:
         """Images other processes failed to decode (their train shards) go into this process's report too."""
