@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import types
 import warnings
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from typing import Any
 
 import torch
 
+from banglaocr import hub
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
 from banglaocr.model.patch_embed import use_matmul_patch_embedding
@@ -270,34 +270,53 @@ def _build_tiny(model_cfg: ModelConfig, dtype: torch.dtype):
     return model, tokenizer
 
 
-def _check_reachable(name: str) -> str:
-    """Fail early, in one line, for a folder that does not exist; returns the name to load."""
+def _check_reachable(name: str, revision: str | None = None) -> str:
+    """Fail early, in one line, for a folder that does not exist, or for a hub id that is not in the
+    local cache while the hub does not answer (a few seconds, not a minute of retries); returns the
+    name to load."""
     path = Path(name).expanduser()
     if path.exists() and not path.is_dir():
         raise UserError(f"model path is a file, expected a model folder: {name}")
     if looks_like_path(name) and not path.is_dir():
         raise UserError(f"model folder not found: {name}")
-    return str(path) if path.is_dir() else name
+    if path.is_dir():
+        return str(path)
+    if not hub.offline() and not hub.cached(name, revision=revision):
+        problem = hub.unreachable()
+        if problem is not None:
+            raise UserError(f"cannot load model '{name}': {problem}; set HF_HUB_OFFLINE=1 to use the models "
+                            "in the local cache, or give a local model folder")
+    return name
+
+
+def _from_cache_only(name: str, revision: str | None = None) -> bool:
+    """True for a cached hub model while the hub does not answer: read the cache without asking the
+    hub (huggingface_hub would retry each file for a minute before falling back to it)."""
+    return (not Path(name).expanduser().is_dir() and not hub.offline() and hub.cached(name, revision=revision)
+            and hub.unreachable() is not None)
 
 
 def _offline_hint() -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if offline:
+    if hub.offline():
         return ("HF_HUB_OFFLINE is set: use a hub id that is already in the local cache, "
                 "or a local model folder")
-    return "check the hub id (and your network), or give a local model folder"
+    return ("check the hub id and your network, set HF_HUB_OFFLINE=1 to use the models in the local cache, "
+            "or give a local model folder")
 
 
 def _load_pretrained(model_cfg: ModelConfig, name: str, dtype: torch.dtype, device_map: Any):
     from transformers import AutoModelForImageTextToText
 
-    name = _check_reachable(name)
+    name = _check_reachable(name, model_cfg.revision)
     kwargs: dict[str, Any] = {
         "dtype": dtype,
         "revision": model_cfg.revision,
         "trust_remote_code": model_cfg.trust_remote_code,
         "attn_implementation": model_cfg.attn_implementation,
     }
+    if _from_cache_only(name, model_cfg.revision):
+        # transformers does not hand local_files_only on to its adapter lookup: it goes to both
+        kwargs.update(local_files_only=True, adapter_kwargs={"local_files_only": True})
     if model_cfg.quantization is not None:
         kwargs["quantization_config"] = _quantization_config(model_cfg.quantization, dtype)
     if device_map is not None:
@@ -348,7 +367,8 @@ def _load_tokenizer(model_cfg: ModelConfig, name: str):
     try:
         # AutoTokenizer, not AutoProcessor: the processor needs torchvision (its video part).
         tokenizer = AutoTokenizer.from_pretrained(
-            name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code)
+            name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code,
+            local_files_only=_from_cache_only(name, model_cfg.revision))
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the tokenizer of '{name}': {first_line(err)} ({_offline_hint()})") from None
     try:
