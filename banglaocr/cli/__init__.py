@@ -6,6 +6,8 @@ Heavy libraries (torch, transformers) are imported inside command bodies so that
 >>> from typer.testing import CliRunner
 >>> CliRunner().invoke(app, ["--version"]).output.startswith("banglaocr ")
 True
+>>> CliRunner().invoke(app, []).exit_code   # bare `banglaocr` prints the help
+0
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import typer
 
 from banglaocr import __version__
 from banglaocr.cli import confusion_report, eval, merge_lora, predict, scan_dims, synth, train
+from banglaocr.cli.conventions import CONTEXT_SETTINGS, HelpCommand, HelpGroup
 
 app = typer.Typer(
     name="banglaocr",
     help="Fine-tune Qwen3-VL with LoRA to read handwritten Bangla words; evaluate, analyse, merge, serve.",
-    no_args_is_help=True,
+    cls=HelpGroup,
+    context_settings=CONTEXT_SETTINGS,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -36,7 +40,7 @@ COMMANDS = [
     ("merge-lora", merge_lora.merge_lora),
 ]
 for _name, _function in COMMANDS:
-    app.command(name=_name)(_function)
+    app.command(name=_name, cls=HelpCommand)(_function)
 
 
 def _print_version(value: bool) -> None:
@@ -45,14 +49,18 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Fine-tune Qwen3-VL with LoRA to read handwritten Bangla words."""
+    if ctx.invoked_subcommand is None:  # bare `banglaocr`: the help, and success
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def main() -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Literal
 
 import typer
 from rich.console import Console
 
+from banglaocr.cli.conventions import one_of
 from banglaocr.errors import UserError
 
 console = Console()
@@ -24,9 +25,10 @@ err_console = Console(stderr=True)
 # Option aliases shared by several commands (one definition, one help text).
 RecipeOption = Annotated[
     Path | None,
-    typer.Option("--recipe", "-r", help="Recipe YAML file, or the name of a shipped recipe (e.g. cpu_demo)."),
+    typer.Option("--recipe", "-r", metavar="RECIPE",
+                 help="Recipe YAML file, or the name of a shipped recipe (e.g. cpu_demo)."),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")]
+SeedOption = Annotated[int, typer.Option("--seed", metavar="N", help="Random seed (same seed, same result).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
@@ -43,18 +45,25 @@ def user_errors() -> Iterator[None]:
 # Options of the commands that run a trained model (eval, predict).
 ModelOption = Annotated[
     str,
-    typer.Option("--model", "-m", help="'tiny' (the shipped tiny Bangla reader), hub id, model folder, adapter "
-                                       "folder, or training output folder (its best/, else final/)."),
+    typer.Option("--model", "-m", metavar="MODEL",
+                 help="'tiny' (the shipped tiny Bangla reader), hub id, model folder, adapter "
+                      "folder, or training output folder (its best/, else final/)."),
 ]
 AdapterOption = Annotated[
-    str | None, typer.Option("--adapter", help="Adapter folder applied on top of --model (then the base model).")
+    str | None, typer.Option("--adapter", metavar="DIR",
+                             help="Adapter folder applied on top of --model (then the base model).")
 ]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per generation batch.")]
-NumBeamsOption = Annotated[int, typer.Option("--num-beams", min=1, help="Beam width (1 = greedy).")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, metavar="N",
+                                              help="Images per generation batch.")]
+NumBeamsOption = Annotated[int, typer.Option("--num-beams", min=1, metavar="N", help="Beam width (1 = greedy).")]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+"""The values of --precision (checked where the model is loaded: `banglaocr.infer.PRECISIONS`)."""
 PrecisionOption = Annotated[
-    str, typer.Option("--precision", help="auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, fp16, bf16.")
+    str, typer.Option("--precision", metavar=one_of(Precision),
+                      help="Compute precision; auto = bf16 on GPUs that have it, else fp16; fp32 on the CPU.")
 ]
-DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
+DeviceOption = Annotated[str | None, typer.Option("--device", metavar="DEVICE",
+                                                  help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
 
 
 def check_writable(path: Path, kind: str, option: str = "--out") -> None:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from banglaocr.cli.common import console, user_errors
+from banglaocr.cli.conventions import one_of
+from banglaocr.confusion import Level
 
 
 def confusion_report(
     predictions: Annotated[
         Path,
-        typer.Argument(metavar="PREDICTIONS.jsonl",
-                       help="Rows with 'reference' and 'prediction' (predictions.jsonl from eval, "
+        typer.Argument(metavar="PREDICTIONS",
+                       help="A .jsonl file of rows with 'reference' and 'prediction' (predictions.jsonl from eval, "
                             "test_predictions.jsonl from train)."),
     ],
     out: Annotated[
@@ -23,19 +25,22 @@ def confusion_report(
                      help="Folder for the CSV files and confusion_heatmap.png "
                           "(default: confusion-LEVEL/ beside the predictions file)."),
     ] = None,
-    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Rows per table and units per heatmap axis.")] = 20,
+    top: Annotated[
+        int, typer.Option("--top", "-k", min=1, metavar="N", help="Rows per table and units per heatmap axis.")
+    ] = 20,
     level: Annotated[
-        Literal["char", "grapheme"],
-        typer.Option("--level", help="Unit of comparison: 'char' (code points, as CER counts) or 'grapheme' "
-                                     "(clusters such as ক্ষ, as a reader sees letters)."),
+        Level,
+        typer.Option("--level", metavar=one_of(Level),
+                     help="Unit of comparison: 'char' (code points, as CER counts) or 'grapheme' "
+                          "(clusters such as ক্ষ, as a reader sees letters)."),
     ] = "char",
     min_support: Annotated[
-        int, typer.Option("--min-support", min=1, help="Worst-units table: ignore units seen fewer times.")
+        int, typer.Option("--min-support", min=1, metavar="N", help="Worst-units table: ignore units seen fewer times.")
     ] = 5,
 ) -> None:
     """Confusion tables, CSV files and a heatmap of a predictions file, from aligned edits.
 
-    Example: banglaocr confusion-report runs/demo/test_predictions.jsonl --level grapheme --top 15
+    Example: banglaocr confusion-report runs/cpu_demo/test_predictions.jsonl --level grapheme --top 15
     """
     with user_errors():
         from banglaocr.errors import UserError

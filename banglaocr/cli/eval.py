@@ -27,6 +27,7 @@ import typer
 
 from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, check_writable, console, err_console, launched_processes, load_quietly, progress_bar,
                                   user_errors)
+from banglaocr.cli.conventions import one_of
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
 WORST = 10  # worst samples shown after the summary table
@@ -126,26 +127,34 @@ def eval_command(
     model: ModelOption,
     adapter: AdapterOption = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", "-d", help="Data set: local folder, manifest or hub id.")
+        str | None, typer.Option("--dataset", "-d", metavar="DATA", help="Data set: local folder, manifest or hub id.")
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
+    split: Annotated[
+        str, typer.Option("--split", metavar=one_of(SPLIT_CHOICES),
+                          help="Split to evaluate (all: every sample of the source).")
+    ] = "test",
     classes: Annotated[
         list[str] | None,
-        typer.Option("--classes", help="With --dataset: keep only these classes (repeat the option), as the "
-                                       "training recipe's data.classes did, so the seeded split is the same."),
+        typer.Option("--classes", metavar="NAME",
+                     help="With --dataset: keep only these classes (repeat the option), as the "
+                          "training recipe's data.classes did, so the seeded split is the same."),
     ] = None,
     recipe: RecipeOption = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder (default: eval-<split> in the model folder).")
+        Path | None, typer.Option("--out", "-o", metavar="DIR",
+                                  help="Output folder (default: eval-SPLIT in the model folder).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", min=1, help="Images per batch (default: recipe's, else 16).")
+        int | None, typer.Option("--batch-size", "-b", min=1, metavar="N",
+                                 help="Images per batch (default: recipe's, else 16).")
     ] = None,
     max_samples: Annotated[
-        int | None, typer.Option("--max-samples", "-n", min=1, help="Evaluate the first N samples of the split.")
+        int | None, typer.Option("--max-samples", "-n", min=1, metavar="N",
+                                 help="Evaluate the first N samples of the split.")
     ] = None,
     num_beams: Annotated[
-        int | None, typer.Option("--num-beams", min=1, help="Beam width (default: recipe's, else 1 = greedy).")
+        int | None, typer.Option("--num-beams", min=1, metavar="N",
+                                 help="Beam width (default: recipe's, else 1 = greedy).")
     ] = None,
     precision: PrecisionOption = "auto",
     device: DeviceOption = None,
@@ -154,7 +163,7 @@ def eval_command(
     """Evaluate a model on a labelled split by real generation: CER, WER, grapheme error rate, exact match.
 
     Example: banglaocr eval --model runs/cpu_demo --recipe runs/cpu_demo/recipe.yaml
-    Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle/best --dataset swapnillo/BN-HTR-Handwritten-Dataset --classes word
+    Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle_t4x2/best --dataset swapnillo/BN-HTR-Handwritten-Dataset --classes word
     """
     with user_errors():
         from banglaocr.data.sources import load_splits

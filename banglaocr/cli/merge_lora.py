@@ -9,22 +9,28 @@ from typing import Annotated, Literal
 import typer
 
 from banglaocr.cli.common import JsonOption, console, user_errors, without_transformers_progress
+from banglaocr.cli.conventions import one_of
+
+Dtype = Literal["float32", "float16", "bfloat16"]
 
 
 def merge_lora(
     adapter: Annotated[
         Path,
-        typer.Option("--adapter", "-a", help="Adapter folder (adapter_config.json inside), or a training output "
-                                             "folder: its best/ adapter is used (final/ when there is no best/)."),
+        typer.Option("--adapter", "-a", metavar="DIR",
+                     help="Adapter folder (adapter_config.json inside), or a training output "
+                          "folder: its best/ adapter is used (final/ when there is no best/)."),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the merged model to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder to write the merged model to.")],
     base: Annotated[
         str | None,
-        typer.Option("--base", help="Base model (hub id or folder) instead of the one the adapter names."),
+        typer.Option("--base", metavar="MODEL",
+                     help="Base model (hub id or folder) instead of the one the adapter names."),
     ] = None,
     dtype: Annotated[
-        Literal["float32", "float16", "bfloat16"],
-        typer.Option("--dtype", help="Weight dtype of the merged model (float16 for T4s; bfloat16 for A100/H100)."),
+        Dtype,
+        typer.Option("--dtype", metavar=one_of(Dtype),
+                     help="Weight dtype of the merged model (float16 for T4s; bfloat16 for A100/H100)."),
     ] = "float32",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
     as_json: JsonOption = False,

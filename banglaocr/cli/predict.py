@@ -36,6 +36,7 @@ import typer
 from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, ModelOption, NumBeamsOption,
                                   PrecisionOption, check_writable, err_console, launched_processes, load_quietly,
                                   progress_bar, user_errors)
+from banglaocr.cli.conventions import one_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 FORMATS = ("text", "jsonl", "csv")
@@ -225,19 +226,26 @@ def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: 
 
 def predict(
     model: ModelOption,
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns, or - (paths on stdin).")],
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="INPUT...",
+                                  help="Image files, folders, glob patterns, or - (paths on stdin).")
+    ],
     adapter: AdapterOption = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write rows to this file (default: stdout).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write rows to this file (default: stdout).")
+    ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", "-f", help="text, jsonl or csv (default: from --out's suffix, else text).")
+        str | None, typer.Option("--format", "-f", metavar=one_of(FORMATS),
+                                 help="Output format (default: from --out's suffix, else text).")
     ] = None,
     batch_size: BatchSizeOption = 16,
     num_beams: NumBeamsOption = 1,
     precision: PrecisionOption = "auto",
     device: DeviceOption = None,
     chunk_size: Annotated[
-        int, typer.Option("--chunk-size", min=1, help="Inputs decoded and read at a time before their rows are "
-                                                     "written (memory held, and at most what a killed job reads again).")
+        int, typer.Option("--chunk-size", min=1, metavar="N",
+                          help="Inputs decoded and read at a time before their rows are written (memory "
+                               "held, and at most what a killed job reads again).")
     ] = CHUNK_INPUTS,
     resume: Annotated[
         bool, typer.Option("--resume", help="Keep the rows already in --out and read only the inputs that have "
@@ -250,7 +258,7 @@ def predict(
     Or: banglaocr predict --model runs/cpu_demo scans/ extra/*.png --format jsonl --out predictions.jsonl
     Paths on stdin: find scans -name '*.png' | banglaocr predict --model runs/cpu_demo -
     Millions of scans, 4 GPUs, resumable: accelerate launch --num_processes 4 -m banglaocr predict --model
-    runs/kaggle scans/ --out rows.jsonl --resume
+    runs/kaggle_t4x2 scans/ --out rows.jsonl --resume
     """
     with user_errors():
         output_format = _choose_format(fmt, out)

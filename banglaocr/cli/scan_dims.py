@@ -9,25 +9,35 @@ from typing import Annotated
 import typer
 
 from banglaocr.cli.common import JsonOption, RecipeOption, SeedOption, console, user_errors
+from banglaocr.cli.conventions import one_of
 
 
 def scan_dims(
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Data set: local folder, manifest or hub id.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", metavar="DATA", help="Data set: local folder, manifest or hub id.")
+    ] = None,
     recipe: RecipeOption = None,
-    split: Annotated[str, typer.Option("--split", help="Split to scan: train, val or test.")] = "train",
-    samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Random sample size.")] = 1000,
+    split: Annotated[str, typer.Option("--split", metavar=one_of(("train", "val", "test")),
+                                       help="Split to scan.")] = "train",
+    samples: Annotated[int, typer.Option("--samples", "-n", min=1, metavar="N", help="Random sample size.")] = 1000,
     seed: SeedOption = 0,
     tokenizer: Annotated[
         str | None,
-        typer.Option("--tokenizer", help="Counts label tokens: 'qwen' (real Qwen vocabulary, offline), 'char', "
-                                         "a hub id or a folder. Default: the recipe's model, else 'qwen'."),
+        typer.Option("--tokenizer", metavar="NAME",
+                     help="Counts label tokens: 'qwen' (real Qwen vocabulary, offline), 'char', "
+                          "a hub id or a folder. Default: the recipe's model, else 'qwen'."),
     ] = None,
-    max_height: Annotated[int, typer.Option("--max-height", min=32, help="Largest target height (pixels).")] = 64,
+    max_height: Annotated[
+        int, typer.Option("--max-height", min=32, metavar="N", help="Largest target height (pixels).")
+    ] = 64,
     padding_buffer: Annotated[
-        float, typer.Option("--padding-buffer", min=0.0, help="Head-room over p99 width and max label tokens.")
+        float, typer.Option("--padding-buffer", min=0.0, metavar="X", help="Head-room over p99 width and max label "
+                                                                           "tokens.")
     ] = 0.1,
     as_json: JsonOption = False,
-    write: Annotated[Path | None, typer.Option("--write", help="Write the budget as a recipe YAML fragment.")] = None,
+    write: Annotated[
+        Path | None, typer.Option("--write", metavar="FILE", help="Write the budget as a recipe YAML fragment.")
+    ] = None,
 ) -> None:
     """Scan image sizes and label lengths; recommend an image budget and max_new_tokens.
 

@@ -15,29 +15,36 @@ import typer
 
 from banglaocr.cli.common import SeedOption, console, user_errors
 
+OutOption = Annotated[Path, typer.Option(
+    "--out", metavar="DIR", help="Folder to write train/, val/, test/ and synth.json into.")]
+CountOption = Annotated[int, typer.Option(
+    "--n", metavar="N", min=1, help="Number of images over all splits (80/10/10).")]
+
 # The simulated hand's options (a new random writer per image), as aliases: `synth` stays one screen.
 SimulateOption = Annotated[float, typer.Option(
-    "--simulate", min=0.0, max=1.0,
+    "--simulate", metavar="X", min=0.0, max=1.0,
     help="Share of images written by a simulated hand, a new random writer each (needed by the options below).")]
 JitterOption = Annotated[float, typer.Option(
-    "--jitter", min=0.0, max=1.0, help="Simulated hand: per-cluster scale, rotation, baseline and spacing jitter.")]
+    "--jitter", metavar="X", min=0.0, max=1.0,
+    help="Simulated hand: per-cluster scale, rotation, baseline and spacing jitter.")]
 PenRangeOption = Annotated[tuple[float, float] | None, typer.Option(
     "--pen-range", metavar="THIN HEAVY",
     help="Simulated hand: pen width change in pixels at size 40, drawn per image (e.g. -0.5 2).")]
 PressureOption = Annotated[float, typer.Option(
-    "--pressure", min=0.0, max=1.0, help="Simulated hand: pen width swelling along the word.")]
+    "--pressure", metavar="X", min=0.0, max=1.0, help="Simulated hand: pen width swelling along the word.")]
 BleedOption = Annotated[float, typer.Option(
-    "--bleed", min=0.0, max=1.0, help="Simulated hand: ink bleeding into the paper.")]
+    "--bleed", metavar="X", min=0.0, max=1.0, help="Simulated hand: ink bleeding into the paper.")]
 BreaksOption = Annotated[float, typer.Option(
-    "--breaks", min=0.0, max=1.0, help="Simulated hand: broken strokes and faded patches.")]
+    "--breaks", metavar="X", min=0.0, max=1.0, help="Simulated hand: broken strokes and faded patches.")]
 WarpOption = Annotated[float, typer.Option(
-    "--warp", min=0.0, max=0.3, help="Simulated hand: smooth thin-plate-spline warp, a fraction of the text height.")]
+    "--warp", metavar="X", min=0.0, max=0.3,
+    help="Simulated hand: smooth thin-plate-spline warp, a fraction of the text height.")]
 
 
 
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write train/, val/, test/ and synth.json into.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of images over all splits (80/10/10).")] = 2000,
+    out: OutOption,
+    n: CountOption = 2000,
     seed: SeedOption = 0,
     fonts: Annotated[
         Path | None,
@@ -59,7 +66,7 @@ def synth(
     ] = None,
     short_fraction: Annotated[
         float,
-        typer.Option("--short-fraction", min=0.0, max=1.0,
+        typer.Option("--short-fraction", metavar="X", min=0.0, max=1.0,
                      help="Fraction of samples showing a single letter or a consonant + vowel sign instead of a word."),
     ] = 0.0,
     font: Annotated[
@@ -71,14 +78,16 @@ def synth(
         bool, typer.Option("--clean", help="Black ink on white paper, without the scanner's flaws.")
     ] = False,
     slant: Annotated[
-        float, typer.Option("--slant", min=-1.0, max=1.0,
+        float, typer.Option("--slant", metavar="X", min=-1.0, max=1.0,
                             help="A writer's slant on every image: shear of the ink (negative leans left).")
     ] = 0.0,
     pen: Annotated[
-        int, typer.Option("--pen", min=0, max=4, help="A broader pen: thicken strokes by this many pixels a side.")
+        int, typer.Option("--pen", metavar="N", min=0, max=4,
+                          help="A broader pen: thicken strokes by this many pixels a side.")
     ] = 0,
     wobble: Annotated[
-        float, typer.Option("--wobble", min=0.0, max=8.0, help="A wavy baseline of this amplitude in pixels.")
+        float, typer.Option("--wobble", metavar="X", min=0.0, max=8.0,
+                            help="A wavy baseline of this amplitude in pixels.")
     ] = 0.0,
     simulate: SimulateOption = 0.0,
     jitter: JitterOption = 0.0,

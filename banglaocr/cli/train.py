@@ -11,15 +11,19 @@ from banglaocr.cli.common import console, err_console, user_errors, without_tran
 
 
 def train(
-    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Recipe YAML file or shipped recipe name.")],
+    recipe: Annotated[str, typer.Option("--recipe", "-r", metavar="RECIPE",
+                                        help="Recipe YAML file or shipped recipe name.")],
     overrides: Annotated[
-        list[str] | None, typer.Argument(help="Recipe overrides: section.key=value (e.g. train.lr=1e-4 lora=null).")
+        list[str] | None, typer.Argument(metavar="KEY=VALUE...",
+                                         help="Recipe overrides: section.key=value (e.g. train.lr=1e-4 lora=null).")
     ] = None,
     output_dir: Annotated[
-        Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: train.output_dir).")
+        Path | None, typer.Option("--output-dir", "-o", metavar="DIR",
+                                  help="Output folder (default: train.output_dir).")
     ] = None,
     resume: Annotated[
-        str | None, typer.Option("--resume", help="'auto' (newest checkpoint in the output folder) or a checkpoint folder.")
+        str | None, typer.Option("--resume", metavar="CHECKPOINT",
+                                 help="'auto' (newest checkpoint in the output folder) or a checkpoint folder.")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier run in the output folder, or write into a "
