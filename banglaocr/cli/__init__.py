@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from banglaocr import __version__
-from banglaocr.cli import confusion_report, eval, merge_lora, predict, scan_dims, synth, train
+from banglaocr.cli import confusion_report, doctor, eval, merge_lora, predict, scan_dims, synth, train
 from banglaocr.cli.conventions import CONTEXT_SETTINGS, HelpCommand, HelpGroup
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ COMMANDS = [
     ("confusion-report", confusion_report.confusion_report),
     ("predict", predict.predict),
     ("merge-lora", merge_lora.merge_lora),
+    ("doctor", doctor.doctor),
 ]
 for _name, _function in COMMANDS:
     app.command(name=_name, cls=HelpCommand)(_function)
