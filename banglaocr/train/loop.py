@@ -263,6 +263,13 @@ class TrainingRun:
             self.wandb_run.finish()
             self.wandb_run = None
 
+    def phase(self, what: str):
+        """A spinner with `what` while a start-up phase runs (main process, interactive consoles; it leaves no
+        line behind - the line that follows says what the phase did and how long it took)."""
+        if self.accelerator.is_main_process and self.console.is_terminal:
+            return self.console.status(f"{what} ...")
+        return contextlib.nullcontext()
+
     def say(self, *args, **kwargs) -> None:
         """Print on the main process only."""
         if self.accelerator.is_main_process:
@@ -322,8 +329,7 @@ class TrainingRun:
         """Rendered / downloaded once (main process first), then read by everyone."""
         started = time.perf_counter()
         first_use = " (synthetic images are rendered on first use)" if self.recipe.data.source == "synth" else ""
-        self.say(f"loading data{first_use} ...")
-        with self.accelerator.main_process_first():
+        with self.phase(f"loading data{first_use}"), self.accelerator.main_process_first():
             data_cfg = resolve_source(self.recipe.data, self.output_dir)
             self.splits = load_splits(data_cfg)
         splits = self.splits
@@ -334,8 +340,8 @@ class TrainingRun:
         """Model (+ LoRA), the loss wrapper, optimizer and schedule, through `accelerator.prepare`."""
         recipe, cfg = self.recipe, self.cfg
         started = time.perf_counter()
-        self.say(f"loading model {recipe.model.name_or_path} ...")
-        self.loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
+        with self.phase(f"loading model {recipe.model.name_or_path}"):
+            self.loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
         refuse_half_precision_trainables(self.loaded.model, cfg.precision)
         trainable, total = trainable_parameter_summary(self.loaded.model)
         self.say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
