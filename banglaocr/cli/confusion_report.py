@@ -61,8 +61,7 @@ def confusion_report(
 
 
 def _print_report(report, top: int, min_support: int) -> None:
-    from rich.table import Table
-
+    from banglaocr.cli.tables import AlignedTable  # Bangla cells, aligned by grapheme clusters
     from banglaocr.report import codepoints, display_unit, worst_units
 
     t = report.totals
@@ -70,26 +69,26 @@ def _print_report(report, top: int, min_support: int) -> None:
     rate_name = "CER" if report.level == "char" else "grapheme error rate"
     support = report.stats.support
 
-    subs = Table(title=f"top substitutions ({unit_name})")
+    subs = AlignedTable(title=f"top substitutions ({unit_name})")
     for name in ("reference", "predicted", "count", "share of reference", "code points"):
         subs.add_column(name, justify="right" if name in ("count", "share of reference") else "left")
     for ref, hyp, n in report.substitutions[:top]:
         subs.add_row(display_unit(ref), display_unit(hyp), str(n), f"{n / support[ref]:.1%}",
                      f"{codepoints(ref)} -> {codepoints(hyp)}")
 
-    dels = Table(title=f"top deletions ({unit_name})")
+    dels = AlignedTable(title=f"top deletions ({unit_name})")
     for name in ("reference", "count", "support", "code points"):
         dels.add_column(name, justify="right" if name in ("count", "support") else "left")
     for ref, n in report.deletions[:top]:
         dels.add_row(display_unit(ref), str(n), str(support[ref]), codepoints(ref))
 
-    ins = Table(title=f"top insertions ({unit_name})")
+    ins = AlignedTable(title=f"top insertions ({unit_name})")
     for name in ("predicted", "count", "code points"):
         ins.add_column(name, justify="right" if name == "count" else "left")
     for hyp, n in report.insertions[:top]:
         ins.add_row(display_unit(hyp), str(n), codepoints(hyp))
 
-    worst = Table(title=f"worst {unit_name}s by error rate (support >= {min_support})")
+    worst = AlignedTable(title=f"worst {unit_name}s by error rate (support >= {min_support})")
     for name in ("unit", "error rate", "support", "substituted", "deleted", "code points"):
         worst.add_column(name, justify="left" if name in ("unit", "code points") else "right")
     for row in worst_units(report.units, min_support=min_support, top=top):

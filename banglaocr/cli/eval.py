@@ -215,10 +215,11 @@ def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
 
 
 def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"{summary['model']} on {summary['data']} [{summary['split']}]: {summary['n']} samples"))
+    from banglaocr.cli.tables import AlignedTable
+
+    table = AlignedTable(title=f"{summary['model']} on {summary['data']} [{summary['split']}]: {summary['n']} samples")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("CER (corpus: edits / reference chars)", f"{summary['cer']:.4f}")
@@ -233,7 +234,7 @@ def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
                          f"{'greedy' if summary['num_beams'] == 1 else str(summary['num_beams']) + ' beams'}")
     console.print(table)
 
-    worst = Table(title=f"worst {min(WORST, len(rows))} samples")
+    worst = AlignedTable(title=f"worst {min(WORST, len(rows))} samples")  # Bangla cells, aligned
     for column in ("id", "reference", "prediction"):
         worst.add_column(column)
     worst.add_column("CER", justify="right")
