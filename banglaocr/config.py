@@ -861,16 +861,41 @@ def recipe_to_dict(recipe: Recipe) -> dict:
     return dataclasses.asdict(recipe)
 
 
-def recipe_to_yaml(recipe: Recipe) -> str:
-    """The resolved recipe as YAML text."""
-    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)
+def recipe_to_yaml(recipe: Recipe, complete: bool = False) -> str:
+    """The resolved recipe as YAML text: `complete` (every section: what `save_recipe` writes), or the
+    sections that apply (what `train --dry-run` prints): `model.tiny` only with `model.init: tiny`,
+    `data.synth` only with `data.source: synth`, `data.curriculum` only when set. A section is left
+    out only while it holds its defaults, so reading the text back gives the same recipe.
+
+    >>> kaggle = load_recipe("kaggle_t4x2")
+    >>> text = recipe_to_yaml(kaggle)
+    >>> "tiny:" in text, "synth:" in text, "curriculum:" in text, recipe_from_dict(yaml.safe_load(text)) == kaggle
+    (False, False, False, True)
+    """
+    mapping = recipe_to_dict(recipe)
+    if not complete:
+        for section, key in _not_applying(recipe):
+            del mapping[section][key]
+    return yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
+
+
+def _not_applying(recipe: Recipe) -> list[tuple[str, str]]:
+    """(section, key) of the parts of `recipe` that do nothing in it and hold their defaults."""
+    unused = []
+    if recipe.model.init != "tiny" and recipe.model.tiny == TinyModelSpec():
+        unused.append(("model", "tiny"))
+    if recipe.data.source != "synth" and recipe.data.synth == SynthConfig():
+        unused.append(("data", "synth"))
+    if recipe.data.curriculum is None:
+        unused.append(("data", "curriculum"))
+    return unused
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> Path:
-    """Write the resolved recipe (every default filled in) beside a run or checkpoint."""
+    """Write the resolved recipe (every section, every default filled in) beside a run or checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    path.write_text(recipe_to_yaml(recipe, complete=True), encoding="utf-8")
     return path
 
 

@@ -34,7 +34,9 @@ def train(
                            help="Resume although data, model, LoRA, batch size, accumulation or seed differ from "
                                 "the checkpoint's recipe.")
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved recipe and exit.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the resolved recipe (the sections that apply) and exit.")
+    ] = False,
 ) -> None:
     """Train a model as a recipe says (LoRA or full fine-tune), evaluating by generation.
 
