@@ -40,8 +40,12 @@ COMMANDS = [
     ("merge-lora", merge_lora.merge_lora),
     ("doctor", doctor.doctor),
 ]
+# Commands whose free arguments may look like options: train takes the original script's flags
+# (`--lora_r 256`) among its recipe overrides.
+TAKES_FOREIGN_FLAGS = {"train"}
 for _name, _function in COMMANDS:
-    app.command(name=_name, cls=HelpCommand)(_function)
+    _settings = {"ignore_unknown_options": True} if _name in TAKES_FOREIGN_FLAGS else None
+    app.command(name=_name, cls=HelpCommand, context_settings=_settings)(_function)
 
 
 def _print_version(value: bool) -> None:
