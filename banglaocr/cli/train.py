@@ -11,11 +11,15 @@ from banglaocr.cli.common import console, err_console, user_errors, without_tran
 
 
 def train(
-    recipe: Annotated[str, typer.Option("--recipe", "-r", metavar="RECIPE",
-                                        help="Recipe YAML file or shipped recipe name.")],
+    recipe: Annotated[
+        str | None, typer.Option("--recipe", "-r", metavar="RECIPE",
+                                 help="Recipe YAML file or shipped recipe name (with only the "
+                                      "original script's flags: kaggle_t4x2).")
+    ] = None,
     overrides: Annotated[
         list[str] | None, typer.Argument(metavar="KEY=VALUE...",
-                                         help="Recipe overrides: section.key=value (e.g. train.lr=1e-4 lora=null).")
+                                         help="Recipe overrides: section.key=value (e.g. train.lr=1e-4 lora=null); "
+                                              "the original script's flags (--lora_r 256 ...) too, see docs/migrating.md.")
     ] = None,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", metavar="DIR",
@@ -44,9 +48,9 @@ def train(
     Multi-GPU: accelerate launch --multi_gpu --num_processes 2 -m banglaocr train --recipe recipes/kaggle_t4x2.yaml
     """
     with user_errors():
-        from banglaocr.config import load_recipe, recipe_to_yaml
+        from banglaocr.config import recipe_to_yaml
 
-        loaded = load_recipe(recipe, overrides or [])
+        loaded, output_dir = _resolve_recipe(recipe, overrides or [], output_dir)
         if dry_run:
             typer.echo(recipe_to_yaml(loaded), nl=False)  # plain: rich would wrap long lines (invalid YAML)
             return
@@ -60,3 +64,26 @@ def train(
             err_console.print(f"[yellow]{stopped}[/]", highlight=False)
             raise typer.Exit(stopped.exit_code) from None
     console.print(f"done: {summary['output_dir']} (best/, final/, metrics.jsonl, summary.json)")
+
+
+def _resolve_recipe(recipe: str | None, arguments: list[str], output_dir: Path | None):
+    """The recipe with its overrides, and the original script's flags among them translated (printed once)."""
+    from banglaocr.cli.original_flags import describe, resolve_with_data, split_arguments, translate
+    from banglaocr.config import load_recipe
+    from banglaocr.errors import UserError
+
+    flags, overrides = split_arguments(arguments)
+    if not flags:
+        if recipe is None:
+            raise UserError("give --recipe (e.g. --recipe recipes/cpu_demo.yaml), or the original script's flags")
+        return load_recipe(recipe, overrides), output_dir
+    import torch
+
+    translation = translate(flags, cuda=torch.cuda.is_available())
+    name = recipe or "kaggle_t4x2"
+    output_dir = output_dir or (Path(translation.output_dir) if translation.output_dir else None)
+    first = load_recipe(name, [*translation.overrides, *overrides])
+    extra = resolve_with_data(translation, first, output_dir)
+    err_console.print(describe(translation, extra), highlight=False, markup=False, soft_wrap=True)
+    # Overrides given as section.key=value win over what the flags and the data say.
+    return load_recipe(name, [*translation.overrides, *extra, *overrides]), output_dir
