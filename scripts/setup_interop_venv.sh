@@ -8,14 +8,25 @@
 # processor). torch 2.14.1 + torchvision 0.29.1 is a pair that imports together here (a CUDA build
 # of torch, ~5.5 GB, run on the CPU).
 #
-# Usage:   scripts/setup_interop_venv.sh [VENV_DIR]        (default .venv-interop)
+# Usage:   scripts/setup_interop_venv.sh [VENV_DIR]        (default: .venv-interop in the repository)
 #          export BANGLAOCR_INTEROP_PYTHON="$PWD/.venv-interop/bin/python"
+# VENV_DIR may be absolute or relative (to the folder the script is called from).
 # Re-running is cheap: an existing venv with the same pins is kept.
 set -euo pipefail
+CALLER="$PWD"
 cd "$(dirname "$0")/.."
 
-VENV="${1:-.venv-interop}"
+VENV="${1:-$PWD/.venv-interop}"
+case "$VENV" in
+    /*) ;;
+    *) VENV="$CALLER/$VENV" ;;
+esac
+VENV="${VENV%/}"
 PYTHON="${PYTHON:-python3}"
+if [[ -e "$VENV" && ! -f "$VENV/pyvenv.cfg" && -n "$(ls -A "$VENV" 2>/dev/null)" ]]; then
+    echo "error: $VENV exists and is not a virtual environment; give another VENV_DIR" >&2
+    exit 2
+fi
 # Exact pins: the same transformers / peft / pillow / safetensors / numpy as the project's CI venv, so the
 # two processes compute the same floats for the same weights.
 TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
@@ -25,7 +36,7 @@ EXPECTED="$("$PYTHON" --version 2>&1) ${TORCH_PINS[*]} ${OTHER_PINS[*]}"
 
 if [[ -f "$MARKER" && "$(cat "$MARKER")" == "$EXPECTED" && -x "$VENV/bin/python" ]]; then
     echo "interop venv up to date: $VENV"
-    echo "export BANGLAOCR_INTEROP_PYTHON=$PWD/$VENV/bin/python"
+    echo "export BANGLAOCR_INTEROP_PYTHON=$VENV/bin/python"
     exit 0
 fi
 
@@ -42,8 +53,7 @@ printf '%s\n' "${TORCH_PINS[@]}" > "$CONSTRAINTS"
 # Smoke test, offline, from a neutral folder (a script read from stdin has the working directory
 # on sys.path, and the repository root holds the banglaocr package): the processor classes that
 # need torchvision import, banglaocr does not.
-PYTHON_ABS="$PWD/$VENV/bin/python"
-(cd / && env -i PATH="/usr/bin:/bin" HF_HUB_OFFLINE=1 "$PYTHON_ABS" - <<'PY'
+(cd / && env -i PATH="/usr/bin:/bin" HF_HUB_OFFLINE=1 "$VENV/bin/python" - <<'PY'
 import importlib.util
 
 import torchvision  # noqa: F401
@@ -54,4 +64,4 @@ PY
 )
 echo "$EXPECTED" > "$MARKER"
 echo "interop venv ready: $VENV ($(du -sh "$VENV" | cut -f1))"
-echo "export BANGLAOCR_INTEROP_PYTHON=$PWD/$VENV/bin/python"
+echo "export BANGLAOCR_INTEROP_PYTHON=$VENV/bin/python"
