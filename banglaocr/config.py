@@ -96,8 +96,10 @@ class ModelConfig:
 
     name_or_path: str
     """Hub id (e.g. Qwen/Qwen3-VL-2B-Instruct) or local model folder. With `init: tiny` it only names the run."""
-    init: Literal["pretrained", "tiny"] = "pretrained"
-    """`pretrained`: load weights from `name_or_path`; `tiny`: build a random model from `tiny` sizes."""
+    init: Literal["pretrained", "tiny", "random"] = "pretrained"
+    """`pretrained`: load weights from `name_or_path`; `tiny`: build a random model from `tiny` sizes;
+    `random`: `name_or_path`'s architecture with random weights (e.g. `qwen3-vl-2b-arch`, shipped: the real
+    2B shape, for speed and memory checks without a download)."""
     tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
     """Sizes used when `init: tiny`."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"

@@ -381,3 +381,32 @@ def test_folder_without_a_model_is_a_user_error(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model", encoding="utf-8")
     with pytest.raises(UserError, match="cannot load model"):
         load_model(ModelConfig(name_or_path=str(tmp_path)), LoraConfig())
+
+
+def test_random_init_builds_a_named_architecture_and_trains(tmp_path):
+    """`model.init: random`: the architecture of a config.json folder with random weights; the real loop runs."""
+    import train_helpers as helpers
+
+    tiny = load_model(ModelConfig(name_or_path="t", init="tiny", tiny=TinyModelSpec(tokenizer="char")), None)
+    tiny.model.config.save_pretrained(str(tmp_path / "arch"))
+    tiny.tokenizer.save_pretrained(str(tmp_path / "arch"))
+    built = load_model(ModelConfig(name_or_path=str(tmp_path / "arch"), init="random"), None)
+    assert built.model.config.text_config.hidden_size == tiny.model.config.text_config.hidden_size
+    assert len(built.tokenizer) == len(tiny.tokenizer)
+    summary = helpers.train(tmp_path / "run", f"model.name_or_path={tmp_path / 'arch'}", "model.init=random",
+                            "train.max_steps=2")
+    assert summary["steps"] == 2
+
+
+def test_the_shipped_2b_architecture_is_qwen3_vl_2b():
+    """qwen3-vl-2b-arch (config only): built on the meta device, it has the 2B model's ~2.1 B parameters."""
+    from transformers import AutoConfig, Qwen3VLForConditionalGeneration
+
+    from banglaocr.model.shipped import architecture_source
+
+    config = AutoConfig.from_pretrained(architecture_source("qwen3-vl-2b-arch"))
+    with torch.device("meta"):
+        model = Qwen3VLForConditionalGeneration._from_config(config)
+    total = sum(p.numel() for p in model.parameters())
+    assert 2.0e9 < total < 2.3e9, total
+    assert config.text_config.num_hidden_layers == 28 and config.vision_config.depth == 24

@@ -57,7 +57,7 @@ from banglaocr import hub
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
 from banglaocr.model.patch_embed import use_matmul_patch_embedding
-from banglaocr.model.shipped import looks_like_path, model_source
+from banglaocr.model.shipped import architecture_source, looks_like_path, model_source
 from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
 
 # bitsandbytes (imported by peft) warns at import, on CPUs with AVX512-BF16, that an optional hub
@@ -215,6 +215,11 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
                             "quantising a random tiny model has nothing to preserve")
         model, tokenizer = _build_tiny(model_cfg, dtype)
         base_name = None
+    elif model_cfg.init == "random":
+        if model_cfg.quantization is not None:
+            raise UserError("model.quantization needs pretrained weights; a random model has nothing to preserve")
+        model, tokenizer = _build_random(model_cfg, dtype)
+        base_name = None
     else:
         base_name = adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
         base_source = model_source(base_name)
@@ -265,6 +270,27 @@ def _build_tiny(model_cfg: ModelConfig, dtype: torch.dtype):
         config, attn_implementation=model_cfg.attn_implementation, dtype=dtype)
     ids = special_token_ids(tokenizer)
     # Like Qwen3-VL's generation_config.json (stop at <|im_end|> or <|endoftext|>), but greedy.
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["pad"], eos_token_id=[ids["im_end"], ids["pad"]], pad_token_id=ids["pad"])
+    return model, tokenizer
+
+
+def _build_random(model_cfg: ModelConfig, dtype: torch.dtype):
+    """`name_or_path`'s architecture (its config.json) with random weights; the folder's tokenizer, else the
+    real Qwen tokenizer (rebuilt offline)."""
+    from transformers import AutoConfig, GenerationConfig, Qwen3VLForConditionalGeneration
+
+    source = architecture_source(model_cfg.name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise UserError(f"model.init=random: no architecture at {model_cfg.name_or_path} ({first_line(err)}); "
+                        "name a folder with config.json, or qwen3-vl-2b-arch") from None
+    model = Qwen3VLForConditionalGeneration._from_config(config, attn_implementation=model_cfg.attn_implementation,
+                                                        dtype=dtype)
+    has_tokenizer = (Path(source) / "tokenizer.json").is_file() or (Path(source) / "tokenizer_config.json").is_file()
+    tokenizer = _load_tokenizer(model_cfg, source) if has_tokenizer else build_qwen_tokenizer()
+    ids = special_token_ids(tokenizer)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["pad"], eos_token_id=[ids["im_end"], ids["pad"]], pad_token_id=ids["pad"])
     return model, tokenizer

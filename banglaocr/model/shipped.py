@@ -22,6 +22,23 @@ SHIPPED_MODELS = {
 }
 
 
+SHIPPED_ARCHITECTURES = {
+    "qwen3-vl-2b-arch": "qwen3-vl-2b-arch",  # Qwen3-VL-2B-Instruct's config.json, no weights (model.init: random)
+}
+
+
+def architecture_source(name: str) -> str:
+    """Where `model.init: random` reads the architecture of `name`: a shipped architecture's folder, else
+    `name` (a folder with config.json, or a hub id).
+
+    >>> Path(architecture_source("qwen3-vl-2b-arch"), "config.json").is_file()
+    True
+    """
+    if name in SHIPPED_ARCHITECTURES:
+        return str(MODELS_DIR / SHIPPED_ARCHITECTURES[name])
+    return model_source(name)
+
+
 def shipped_model(name: str) -> Path | None:
     """The folder of the shipped model called `name`, or None when `name` is not a shipped name."""
     if name not in SHIPPED_MODELS:

@@ -827,6 +827,8 @@ class TrainingRun:
             "val_cer_before": state.val_cer_before, "val_cer_after": state.last_val_cer,
             "test": test_scores, "skipped_samples": self.skip_report.total, "skipped": self.skip_report.as_dict(),
             "nonfinite_steps": state.nonfinite_steps, "processes": self.world, "output_dir": str(self.output_dir),
+            # This process's peak on its GPU (the allocator's, not nvidia-smi's), for memory checks.
+            "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         }
         if self.main:
             write_json(self.output_dir / "summary.json", summary)
