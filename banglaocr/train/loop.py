@@ -64,6 +64,7 @@ from banglaocr.files import atomic_folder, atomic_write, commit_folder, fresh_tm
 from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
 from banglaocr.model.factory import core_model, load_model, save_model_folder, trainable_parameter_summary
 from banglaocr.model.shipped import model_source
+from banglaocr.model_card import HEATMAP
 from banglaocr.train import checkpoint as ckpt
 from banglaocr.train.resume_check import recipe_changes
 from banglaocr.train.run_folder import RunFolderLock, claim_run_folder
@@ -316,11 +317,12 @@ class TrainingRun:
             local = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
             # An explicit OMP_NUM_THREADS (torchrun sets 1 per process) is the user's choice too.
             requested = self.cfg.threads or _env_threads()
-            threads = cpu_threads(requested, machine_cpus(), local, busy_cpus())
+            cpus, load = machine_cpus(), busy_cpus()  # read once: the note says what the choice used
+            threads = cpu_threads(requested, cpus, local, load)
             self.previous_threads = torch.get_num_threads()  # put back by release()
             torch.set_num_threads(threads)
-            self.threads_note = (f"torch threads: {threads} per process ({machine_cpus()} CPUs, load "
-                                 f"{busy_cpus():.1f}{'' if requested is None else ', as set'})")
+            self.threads_note = (f"torch threads: {threads} per process ({cpus} CPUs, load "
+                                 f"{load:.1f}{'' if requested is None else ', as set'})")
         if self.recipe.model.device_map is not None and self.world > 1:
             raise UserError("model.device_map=auto splits ONE process over the GPUs; do not combine it with "
                             "multi-process (DDP) launches - use one or the other")
@@ -736,12 +738,13 @@ class TrainingRun:
             save_recipe(self.recipe, tmp / "recipe.yaml")
             self.write_card(tmp, metrics)
 
-    def write_card(self, folder: Path, metrics: dict | None) -> None:
-        """README.md for the hub: base model, scores, the last validation's confusion heatmap, the recipe."""
+    def write_card(self, folder: Path, metrics: dict | None, heatmap: bool = True) -> None:
+        """README.md for the hub: base model, scores, the recipe, and (`heatmap`) the last validation's
+        confusion heatmap - False keeps the one the folder already has."""
         from banglaocr.config import recipe_to_yaml
-        from banglaocr.model_card import HEATMAP, write_model_card
+        from banglaocr.model_card import write_model_card
 
-        heatmap = self._confusion_heatmap(folder / HEATMAP)
+        heatmap = self._confusion_heatmap(folder / HEATMAP) if heatmap else None
         base = self.loaded.base_name_or_path if self.loaded.is_peft else (
             self.recipe.model.name_or_path if self.recipe.model.init == "pretrained" else None)
         write_model_card(folder, base, "adapter" if self.loaded.is_peft else "full", metrics,
@@ -815,9 +818,10 @@ class TrainingRun:
         test_scores = self._score_test_split()
         if self.main and test_scores is not None and (self.output_dir / "best").is_dir():
             # The test split is scored with the best weights: its scores belong on best/'s card.
+            # Its heatmap stays the one of the best step's validation (the last validation's may differ).
             self.write_card(self.output_dir / "best", {
                 "val_cer": self.state.best_val_cer, "step": self.state.best_step, "test_cer": test_scores["cer"],
-                "test_wer": test_scores["wer"], "test_exact_match": test_scores["exact_match"]})
+                "test_wer": test_scores["wer"], "test_exact_match": test_scores["exact_match"]}, heatmap=False)
         self._gather_skipped()
         state = self.state
         summary = {
@@ -834,7 +838,8 @@ class TrainingRun:
             write_json(self.output_dir / "summary.json", summary)
             curves = plot_curves(self.metrics_log.rows(), self.output_dir / "curves.png")
             if self.wandb_run is not None:
-                finish_wandb(self.wandb_run, {"curves": curves, "confusion_heatmap": self._confusion_heatmap()})
+                # final/'s card already drew the last validation's heatmap: log that file, do not draw it again.
+                finish_wandb(self.wandb_run, {"curves": curves, "confusion_heatmap": self.output_dir / "final" / HEATMAP})
                 self.wandb_run = None
             self.console.print(summary_table(summary))
             if self.skip_report.total:
@@ -876,14 +881,13 @@ class TrainingRun:
             return None
         return load_file(str(best_file))
 
-    def _confusion_heatmap(self, path: Path | None = None) -> Path | None:
-        """A heatmap of the last validation's confusion statistics (W&B, model cards); None before one."""
+    def _confusion_heatmap(self, path: Path) -> Path | None:
+        """A heatmap of the last validation's confusion statistics at `path` (model cards); None before one."""
         from banglaocr.report import report_from_stats, write_heatmap
 
         if not self.state.confusion:
             return None
-        report = report_from_stats(ConfusionStats.from_dict(self.state.confusion))
-        return write_heatmap(report, path or self.output_dir / "confusion_heatmap.png")
+        return write_heatmap(report_from_stats(ConfusionStats.from_dict(self.state.confusion)), path)
 
     def _gather_skipped(self) -> None:
         """Images other processes failed to decode (their train shards) go into this process's report too."""
