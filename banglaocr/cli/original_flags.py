@@ -163,7 +163,6 @@ def resolve_with_data(translation: Translation, recipe, output_dir) -> list[str]
     import os
     from pathlib import Path
 
-    from banglaocr.config import recipe_from_dict, recipe_to_dict
     from banglaocr.data.sources import load_splits, resolve_source
 
     extra: list[str] = []
@@ -184,8 +183,7 @@ def resolve_with_data(translation: Translation, recipe, output_dir) -> list[str]
                   f"eval.max_new_tokens={budget['max_new_tokens']}"]
     if translation.epochs is not None:
         processes = int(os.environ.get("WORLD_SIZE", "1"))
-        scanned = recipe_from_dict(recipe_to_dict(recipe), extra)  # the batch size does not change, but be exact
-        steps = steps_for_epochs(translation.epochs, len(splits.train), scanned.train.samples_per_step(processes))
+        steps = steps_for_epochs(translation.epochs, len(splits.train), recipe.train.samples_per_step(processes))
         extra.append(f"train.max_steps={steps}")
     return extra
 
