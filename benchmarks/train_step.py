@@ -9,8 +9,12 @@ SAME words (bundled words rendered with the bundled fonts, fixed seed), batch fo
   cross-entropy; backward; AdamW step.
 - banglaocr: images resized to the image budget (height 64, width <= 384 - what scan-dims
   recommends for these words), patchified on the device (`finish_batch_on_device`);
-  `SupervisedLossModel` applies lm_head to the supervised positions only; loss sum / supervised
-  token count; backward; AdamW step.
+  `SupervisedLossModel` applies lm_head to the supervised positions only and takes the loss
+  from three numbers per row (`logit_row_stats`); loss sum / supervised token count; backward;
+  AdamW step. The vision patch embedding runs as the matmul it is, and under bf16 the LoRA
+  inputs are left to autocast (`skip_lora_input_casts`), as `banglaocr train` does.
+- `--breakdown` adds each lever alone (budget images with full logits) and banglaocr's step with
+  each of its last three changes taken back (Conv3d, peft's casts, log_softmax) and with all three.
 
 The token ids of both come from banglaocr's `training_batch` with each variant's own image grid,
 so the text is identical (the processor path cannot be built without torchvision; this
@@ -59,11 +63,11 @@ import _real2b  # noqa: F401 - also puts the checkout on sys.path
 from banglaocr.config import DataConfig, ImageConfig, LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.data.collate import MODEL_INPUT_KEYS, Collator, finish_batch_on_device, training_batch
 from banglaocr.data.pixels import resize_to_budget
-from banglaocr.model.factory import load_model, trainable_parameter_summary
+from banglaocr.model.factory import core_model, load_model, skip_lora_input_casts, trainable_parameter_summary
 from banglaocr.model.patch_embed import use_matmul_patch_embedding
 from banglaocr.model.tokenizers import build_qwen_tokenizer, special_token_ids
 from banglaocr.train.loop import SupervisedLossModel
-from banglaocr.train.loss import supervised_token_count
+from banglaocr.train.loss import gather_supervised, supervised_token_count
 
 # hidden 64, 2 text + 2 vision layers: with the real vocabulary, 9.7 M of its 10 M parameters are
 # the embeddings - the setting where full-sequence logits dominate, as they do for the 2B model's
@@ -78,19 +82,30 @@ PROBE_EXTRA_STEPS = 2  # memory probes: warm-up steps + this many
 @dataclass(frozen=True)
 class Variant:
     images: str  # "processor": the image processor's default size; "budget": banglaocr's image budget
-    loss: str  # "full": the model's own loss over all logits; "supervised": SupervisedLossModel
+    # "full": the model's own loss over all logits; "supervised": SupervisedLossModel (lm_head on the
+    # supervised rows, `logit_row_stats`); "supervised-log-softmax": the same rows through torch's
+    # float32 log_softmax + gather (banglaocr's loss before `logit_row_stats`)
+    loss: str
     patch: str = "matmul"  # the vision patch embedding: "conv" (Qwen3-VL's Conv3d) or "matmul" (banglaocr's)
+    casts: str = "autocast"  # LoRA inputs: "peft" (peft copies them to float32 first) or "autocast" (banglaocr's)
 
 
 VARIANTS = {
-    "baseline": Variant("processor", "full", "conv"),
-    "banglaocr": Variant("budget", "supervised", "matmul"),
+    "baseline": Variant("processor", "full", "conv", "peft"),
+    "banglaocr": Variant("budget", "supervised", "matmul", "autocast"),
 }
-BREAKDOWN = {  # each lever alone
-    "budget+full": Variant("budget", "full", "conv"),
-    "processor+supervised": Variant("processor", "supervised", "conv"),
-    "banglaocr+conv": Variant("budget", "supervised", "conv"),  # banglaocr before the matmul patch embedding
-    "baseline+matmul": Variant("processor", "full", "matmul"),
+BREAKDOWN = {  # each lever alone, and banglaocr's step before the last three changes
+    "budget+full": Variant("budget", "full", "conv", "peft"),
+    "banglaocr+conv": Variant("budget", "supervised", "conv", "autocast"),  # the Conv3d patch embedding back
+    "banglaocr+peft-casts": Variant("budget", "supervised", "matmul", "peft"),  # peft's input casts back
+    "banglaocr+log-softmax": Variant("budget", "supervised-log-softmax", "matmul", "autocast"),
+    "banglaocr-before": Variant("budget", "supervised-log-softmax", "conv", "peft"),  # all three back
+}
+LEVERS = {
+    "banglaocr+conv": "patch embedding as a matmul (instead of Qwen3-VL's Conv3d)",
+    "banglaocr+peft-casts": "LoRA inputs left to autocast (instead of peft's float32 copies)",
+    "banglaocr+log-softmax": "loss from logit_row_stats (instead of a float32 log_softmax over [N, vocab])",
+    "banglaocr-before": "all three changes",
 }
 
 
@@ -208,6 +223,14 @@ def model_inputs(s: Setup, variant: Variant, batch: dict) -> dict:
     return {key: batch[key].to(s.device, non_blocking=True) for key in MODEL_INPUT_KEYS}
 
 
+def log_softmax_loss_sum(s: Setup, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+    """The supervised rows' cross-entropy through a float32 log_softmax over [N, vocab] + gather."""
+    core = core_model(s.wrapper.model)
+    rows, targets, _ = gather_supervised(core.model(**inputs).last_hidden_state, labels)
+    log_probs = torch.nn.functional.log_softmax(core.lm_head(rows).float(), dim=-1)
+    return -log_probs.gather(-1, targets.unsqueeze(-1)).sum()
+
+
 def forward_loss(s: Setup, variant: Variant, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the supervised tokens, computed the variant's way."""
     with torch.autocast(s.device.type, dtype=s.autocast_dtype or torch.float32,
@@ -215,11 +238,18 @@ def forward_loss(s: Setup, variant: Variant, inputs: dict, labels: torch.Tensor)
         if variant.loss == "full":
             # The plain way: logits [B, T, vocab] for every position, the model's own CE.
             return s.wrapper.model(**inputs, labels=labels).loss
+        if variant.loss == "supervised-log-softmax":
+            return log_softmax_loss_sum(s, inputs, labels) / supervised_token_count(labels)
         return s.wrapper(inputs, labels) / supervised_token_count(labels)
 
 
-def train_step(s: Setup, variant: Variant, batch: dict) -> float:
+def configure(s: Setup, variant: Variant) -> None:
+    """The variant's patch embedding and LoRA input casts (flags on the shared model; not timed)."""
     use_matmul_patch_embedding(s.wrapper.model, enabled=variant.patch == "matmul")  # swaps the class only
+    skip_lora_input_casts(s.wrapper.model, skip=variant.casts == "autocast" and s.autocast_dtype is not None)
+
+
+def train_step(s: Setup, variant: Variant, batch: dict) -> float:
     inputs = model_inputs(s, variant, batch)
     labels = batch["labels"].to(s.device, non_blocking=True)
     loss = forward_loss(s, variant, inputs, labels)
@@ -236,6 +266,7 @@ def sanity_check(s: Setup) -> str:
     results = []
     s.wrapper.eval()  # no LoRA dropout: both passes see the same function
     for variant in (Variant("budget", "full"), Variant("budget", "supervised")):
+        configure(s, variant)
         loss = forward_loss(s, variant, model_inputs(s, variant, batch), labels)
         loss.backward()
         grads = {n: p.grad.detach().float().clone() for n, p in s.wrapper.named_parameters() if p.grad is not None}
@@ -277,6 +308,7 @@ def probe_memory(args) -> None:
     except OSError:
         method = "VmHWM not reset: a lower bound"
     base = _status_kb("VmRSS")
+    configure(s, variant)
     for i in range(args.warmup + PROBE_EXTRA_STEPS):
         train_step(s, variant, batches[i % len(batches)])
     peak = _status_kb("VmHWM")
@@ -331,6 +363,7 @@ def main() -> None:
                 torch.cuda.synchronize()
                 before = torch.cuda.memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
+            configure(s, variant)
             start = time.perf_counter()
             loss = train_step(s, variant, batch)
             elapsed = time.perf_counter() - start
@@ -345,7 +378,7 @@ def main() -> None:
 
     print(f"train step: banglaocr vs plain transformers - {s.description}")
     print(f"{args.warmup} warm-up + {args.steps} timed steps per variant, interleaved (A B, B A, ...)")
-    header = (f"{'variant':<22}{'images':<22}{'logits':<14}{'vis.tok/img':>12}{'seq len':>9}{'data ms':>9}"
+    header = (f"{'variant':<23}{'images':<22}{'logits':<14}{'vis.tok/img':>12}{'seq len':>9}{'data ms':>9}"
               f"{'step ms (median [min-max])':>30}{'samples/s':>11}{'added MB':>10}")
     print(header)
     labels = {"processor": "processor default", "budget": f"budget h{args.height} w<={args.max_width}"}
@@ -354,7 +387,7 @@ def main() -> None:
         vis, seq = describe_batches(s.batches[variant.images])
         median = statistics.median(times[name])
         span = f"{median:.1f} [{min(times[name]):.1f}-{max(times[name]):.1f}]"
-        print(f"{name:<22}{labels[variant.images]:<22}{'all positions' if variant.loss == 'full' else 'supervised':<14}"
+        print(f"{name:<23}{labels[variant.images]:<22}{'all positions' if variant.loss == 'full' else 'supervised':<14}"
               f"{vis:>12.1f}{seq:>9.1f}{s.prep_ms[variant.images]:>9.1f}{span:>30}"
               f"{args.batch_size / median * 1e3:>11.1f}{memory[name]['added_mb']:>10.0f}")
     print("data ms: collating one batch on the host (processor vs resize_to_budget + Collator), not part of the step")
@@ -369,12 +402,12 @@ def main() -> None:
     print(f"speedup of the fastest steps: {fastest:.2f} (the steps least disturbed by other load on the machine)")
     speedup = statistics.median(times["baseline"]) / statistics.median(times["banglaocr"])
     ratio = memory["banglaocr"]["added_mb"] / memory["baseline"]["added_mb"]
-    if "banglaocr+conv" in times:  # the patch-embedding change alone: Conv3d vs matmul, both banglaocr
-        before = statistics.median(times["banglaocr+conv"])
-        print(f"patch embedding: banglaocr step with Qwen3-VL's Conv3d {before:.1f} ms, with the matmul "
-              f"{statistics.median(times['banglaocr']):.1f} ms "
-              f"(x{before / statistics.median(times['banglaocr']):.2f}); speedup vs plain transformers before "
-              f"the change {statistics.median(times['baseline']) / before:.2f}")
+    now = statistics.median(times["banglaocr"])
+    for name, change in LEVERS.items():  # each change of banglaocr's step alone, then all of them
+        if name in times:
+            before = statistics.median(times[name])
+            print(f"{change}: banglaocr step without it {before:.1f} ms, with it {now:.1f} ms (x{before / now:.2f}); "
+                  f"speedup vs plain transformers without it {statistics.median(times['baseline']) / before:.2f}")
     print(f"speedup={speedup:.2f} memory_ratio={ratio:.2f}")
 
 

@@ -14,6 +14,7 @@ from banglaocr.model.factory import (
     load_model,
     resolve_dtype,
     save_model_folder,
+    skip_lora_input_casts,
     tiny_model_config,
     trainable_parameter_summary,
 )
@@ -230,6 +231,26 @@ def test_gradient_checkpointing_gives_the_same_gradients(lora):
     for name in grads_a:
         assert torch.allclose(grads_a[name], grads_b[name], atol=1e-5), name
     assert sum(g.abs().sum() > 0 for g in grads_a.values()) >= len(grads_a) // 2
+
+
+def test_lora_inputs_left_to_autocast_give_the_same_loss_and_gradients():
+    # bf16 weights, float32 adapters, bf16 autocast: what train.precision=bf16 runs with LoRA.
+    results = []
+    for skip in (False, True):
+        torch.manual_seed(0)
+        loaded = load_model(TINY, LoraConfig(r=4, dropout=0.0), precision="bf16")
+        _randomise_adapters(loaded.model)
+        assert skip_lora_input_casts(loaded.model, skip=skip) > 0
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = _loss(loaded.model, _tiny_inputs(loaded))
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in loaded.model.named_parameters()
+                                        if p.requires_grad}))
+    (loss_cast, grads_cast), (loss_autocast, grads_autocast) = results
+    # bf16 -> float32 -> bf16 is exact, so the matmuls see the same numbers either way.
+    assert torch.equal(loss_cast, loss_autocast)
+    assert all(torch.equal(grads_cast[name], grads_autocast[name]) for name in grads_cast)
+    assert all(grad.dtype == torch.float32 for grad in grads_autocast.values())
 
 
 # --------------------------------------------------------------------------- pretrained folders

@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from banglaocr.train import loss as loss_module
 from banglaocr.train.loss import (
     gather_supervised,
+    logit_row_stats,
     lm_loss_sum,
     supervised_token_count,
     token_losses,
@@ -85,6 +87,49 @@ def test_confident_logits_stay_finite(dtype, gamma):
     assert torch.isfinite(loss).all()
     loss.sum().backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def _reference_token_losses(logits, targets, gamma, eps):
+    """The formula on torch's own log_softmax (what token_losses computed before logit_row_stats)."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    log_p_t = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    loss = (1.0 - eps) * -log_p_t - eps * log_probs.mean(dim=-1)
+    return (-torch.expm1(log_p_t)).clamp_min(torch.finfo(torch.float32).tiny).pow(gamma) * loss
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 21, 20, 1])  # all rows at once, 2 rows, 1 row a chunk
+@pytest.mark.parametrize(("gamma", "eps"), [(0.0, 0.0), (2.0, 0.1), (0.5, 0.3)])
+def test_losses_and_gradients_equal_log_softmax_reference(monkeypatch, chunk_elements, gamma, eps):
+    monkeypatch.setattr(loss_module, "ROW_STATS_CHUNK_ELEMENTS", chunk_elements)
+    logits, targets = _logits(n=7, vocab=11, seed=8)
+    weights = torch.linspace(0.5, 2.0, 7)  # a different upstream gradient per row
+    mine = logits.clone().requires_grad_(True)
+    reference = logits.clone().requires_grad_(True)
+    got = token_losses(mine, targets, focal_gamma=gamma, label_smoothing=eps)
+    expected = _reference_token_losses(reference, targets, gamma, eps)
+    (got * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(mine.grad, reference.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_gradient_equals_reference_and_keeps_the_dtype(dtype):
+    logits, targets = _logits(n=5, vocab=300, seed=9)
+    mine = logits.to(dtype).requires_grad_(True)
+    reference = logits.to(dtype).requires_grad_(True)
+    token_losses(mine, targets, focal_gamma=2.0, label_smoothing=0.1).sum().backward()
+    _reference_token_losses(reference, targets, 2.0, 0.1).sum().backward()
+    assert mine.grad.dtype == dtype
+    # Both round a float32 gradient to the half dtype once: equal to that dtype's precision.
+    assert torch.allclose(mine.grad.float(), reference.grad.float(), atol=1e-3, rtol=1e-2)
+
+
+def test_row_stats_gradcheck_each_output_alone():
+    logits, targets = _logits(n=4, vocab=6, seed=10, dtype=torch.float64)
+    logits.requires_grad_(True)
+    for pick in range(3):  # the other two outputs take no part: their gradients arrive as zeros
+        assert torch.autograd.gradcheck(lambda x, k=pick: logit_row_stats(x, targets)[k], (logits,))
 
 
 def test_half_precision_logits_are_upcast():

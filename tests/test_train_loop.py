@@ -250,3 +250,22 @@ def test_best_and_final_are_hub_ready_with_a_model_card(finished_run):
     best = card_metrics(out / "best")
     assert best["test_cer"] == pytest.approx(summary["test"]["cer"], abs=1e-4)
     assert best["val_cer"] == pytest.approx(summary["best_val_cer"], abs=1e-4)
+
+
+def test_lora_inputs_are_left_to_autocast_only_under_mixed_precision_and_runs_can_follow_each_other(
+        tmp_path, monkeypatch):
+    # bf16 then fp32 in ONE process (a notebook): accelerate's precision state must not leak into the next run.
+    from banglaocr.train import loop
+
+    real, seen = loop.skip_lora_input_casts, []
+
+    def recording(model, skip=True):
+        seen.append(skip)
+        return real(model, skip)
+
+    monkeypatch.setattr(loop, "skip_lora_input_casts", recording)
+    lora = ("lora.r=4", "lora.alpha=8", "lora.dropout=0.0", "train.max_steps=2", "eval.max_samples=2")
+    assert helpers.train(tmp_path / "bf16", *lora, "train.precision=bf16")["steps"] == 2
+    assert seen == [True]
+    assert helpers.train(tmp_path / "fp32", *lora, "train.precision=fp32")["steps"] == 2
+    assert seen == [True]  # no autocast under fp32: peft's casts stay

@@ -462,6 +462,31 @@ def _upcast_trainable(model) -> None:
             param.data = param.data.float()
 
 
+def skip_lora_input_casts(model, skip: bool = True) -> int:
+    """Let autocast choose the dtype of LoRA's matmuls instead of peft; returns how many layers changed.
+
+    Before every adapter, peft copies the layer's input to the adapter's dtype (bf16/fp16
+    activations -> a float32 copy, because the trainable matrices are float32), and then
+    autocast copies it back to half precision for `lora_A`'s matmul: two copies of every
+    adapted layer's input per step (and their backward) for numbers that end up the same.
+    Only for a model that runs under autocast (train.precision fp16/bf16): without autocast the
+    cast is what makes float32 adapters work on half-precision activations. `skip=False` puts
+    peft's casts back.
+
+    >>> from banglaocr.config import ModelConfig, LoraConfig, TinyModelSpec
+    >>> loaded = load_model(ModelConfig(name_or_path="tiny", init="tiny",
+    ...                                 tiny=TinyModelSpec(hidden_size=64, num_layers=2)), LoraConfig(r=4))
+    >>> skip_lora_input_casts(loaded.model) > 0
+    True
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
+    for layer in layers:
+        layer.cast_input_dtype_enabled = not skip  # read by peft's `_cast_input_dtype` (peft >= 0.15)
+    return len(layers)
+
+
 def _forward_without_autocast(self, hidden_states, *args, **kwargs):
     # A float32 vision tower must not be run in fp16 by an outer autocast (accelerate's
     # mixed precision): its MLP activations exceed the fp16 range.

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from PIL import Image
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object, set_seed
 from rich.console import Console
 from safetensors import SafetensorError, safe_open
@@ -62,7 +63,8 @@ from banglaocr.errors import UserError
 from banglaocr.evaluation import Evaluation, evaluate_records
 from banglaocr.files import atomic_folder, atomic_write, commit_folder, fresh_tmp_folder, write_json
 from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
-from banglaocr.model.factory import core_model, load_model, save_model_folder, trainable_parameter_summary
+from banglaocr.model.factory import (core_model, load_model, save_model_folder, skip_lora_input_casts,
+                                     trainable_parameter_summary)
 from banglaocr.model.shipped import model_source
 from banglaocr.model_card import HEATMAP
 from banglaocr.train import checkpoint as ckpt
@@ -235,6 +237,7 @@ class TrainingRun:
         self.console = console or Console()
         self.resume, self.overwrite, self.allow_recipe_change = resume, overwrite, allow_recipe_change
         self.lock: RunFolderLock | None = None
+        self.accelerator: Accelerator | None = None
         self.wandb_run = None  # the W&B run (main process, train.report_to has wandb)
         self.previous_threads: int | None = None
         self.threads_note = ""
@@ -263,6 +266,12 @@ class TrainingRun:
         if self.wandb_run is not None:  # stopped early (a signal, the time limit, an error)
             self.wandb_run.finish()
             self.wandb_run = None
+        if self.accelerator is not None:
+            # accelerate keeps its mixed-precision choice for the whole process: without this, a second
+            # run in the same Python process (a notebook) with another train.precision would fail.
+            # The process group (PartialState) is kept.
+            AcceleratorState._reset_state()
+            self.accelerator = None
 
     def phase(self, what: str):
         """A spinner with `what` while a start-up phase runs (main process, interactive consoles; it leaves no
@@ -345,6 +354,8 @@ class TrainingRun:
         with self.phase(f"loading model {recipe.model.name_or_path}"):
             self.loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
         refuse_half_precision_trainables(self.loaded.model, cfg.precision)
+        if self.loaded.is_peft and self.accelerator.mixed_precision != "no":
+            skip_lora_input_casts(self.loaded.model)  # every forward here runs under autocast
         trainable, total = trainable_parameter_summary(self.loaded.model)
         self.say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
                  f"{trainable / 1e6:.2f} M trainable ({'LoRA' if self.loaded.is_peft else 'full fine-tune'}) "
