@@ -73,6 +73,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -184,13 +185,6 @@ def _shapes(path: Path) -> dict[str, list[int]]:
         return {name: handle.get_slice(name).get_shape() for name in handle.keys()}
 
 
-def _numel(shape: list[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
 def count_params(model_dir: Path) -> Params | None:
     """The formula's parameter counts from a saved LoRA model folder (`final/`); None without an adapter."""
     adapter = model_dir / "adapter_model.safetensors"
@@ -211,10 +205,10 @@ def count_params(model_dir: Path) -> Params | None:
             group = "vision_merger" if "merger" in name else "vision"
         else:
             group = "lm"
-        groups[group] += _numel(shape)
+        groups[group] += math.prod(shape)
     lora = dict.fromkeys((False, True), 0)
     for name, shape in _shapes(adapter).items():
-        lora[".visual." in name] += _numel(shape)
+        lora[".visual." in name] += math.prod(shape)
     return Params(lm=groups["lm"], lm_head=groups["lm_head"] or groups["embed"], vision=groups["vision"],
                   vision_merger=groups["vision_merger"], lora=lora[False], lora_vision=lora[True])
 
