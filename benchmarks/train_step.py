@@ -66,7 +66,7 @@ from banglaocr.data.pixels import resize_to_budget
 from banglaocr.model.factory import core_model, load_model, skip_lora_input_casts, trainable_parameter_summary
 from banglaocr.model.patch_embed import use_matmul_patch_embedding
 from banglaocr.model.tokenizers import build_qwen_tokenizer, special_token_ids
-from banglaocr.train.loop import SupervisedLossModel
+from banglaocr.train.supervised_model import SupervisedLossModel
 from banglaocr.train.loss import gather_supervised, supervised_token_count
 
 # hidden 64, 2 text + 2 vision layers: with the real vocabulary, 9.7 M of its 10 M parameters are

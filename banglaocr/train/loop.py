@@ -63,7 +63,7 @@ from banglaocr.errors import UserError
 from banglaocr.evaluation import Evaluation, evaluate_records
 from banglaocr.files import atomic_folder, atomic_write, commit_folder, fresh_tmp_folder, write_json
 from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
-from banglaocr.model.factory import (core_model, load_model, save_model_folder, skip_lora_input_casts,
+from banglaocr.model.factory import (load_model, save_model_folder, skip_lora_input_casts,
                                      trainable_parameter_summary)
 from banglaocr.model.shipped import model_source
 from banglaocr.model_card import HEATMAP
@@ -73,7 +73,8 @@ from banglaocr.train.run_folder import RunFolderLock, claim_run_folder
 from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages
 from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_augment, should_advance,
                                         stage_indices, stage_seed)
-from banglaocr.train.loss import batch_token_weights, lm_loss_sum, supervised_token_count
+from banglaocr.train.loss import batch_token_weights, supervised_token_count
+from banglaocr.train.supervised_model import SupervisedLossModel
 from banglaocr.train.optim import build_optimizer
 from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
 from banglaocr.train.schedule import build_scheduler
@@ -106,27 +107,6 @@ def resume_command() -> str:
     if "--resume" not in args and not any(arg.startswith("--resume=") for arg in args):
         args += ["--resume", "auto"]
     return shlex.join(["banglaocr", *args])
-
-
-class SupervisedLossModel(torch.nn.Module):
-    """The module DDP wraps: model body -> hidden states -> lm_head at supervised positions -> loss sum.
-
-    The model never computes its own loss (no `labels` go in), and full-vocabulary logits are
-    never built for the prompt and image positions: memory is O(answer tokens x vocab).
-    """
-    def __init__(self, model: torch.nn.Module, focal_gamma: float, label_smoothing: float):
-        super().__init__()
-        self.model = model
-        self.focal_gamma = focal_gamma
-        self.label_smoothing = label_smoothing
-
-    def forward(self, inputs: dict, labels: torch.Tensor, token_weights: torch.Tensor | None = None,
-                confusion_weight: float = 0.0) -> torch.Tensor:
-        core = core_model(self.model)
-        hidden = core.model(**inputs).last_hidden_state  # the final norm is already applied
-        return lm_loss_sum(hidden, labels, core.lm_head, token_weights=token_weights,
-                           confusion_weight=confusion_weight, focal_gamma=self.focal_gamma,
-                           label_smoothing=self.label_smoothing).loss_sum
 
 
 @dataclass
