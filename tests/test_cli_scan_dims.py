@@ -62,6 +62,50 @@ def test_scan_dims_table_output(synth_folder):
     assert "visual tokens (processor default)" in result.output and "budget" in result.output
 
 
+QWEN_HUB_ID = "Qwen/Qwen3-VL-2B-Instruct"
+
+
+def _scan_json(*args: str):
+    result = runner.invoke(app, ["scan-dims", *args, "-n", "60", "--seed", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), result.stderr
+
+
+def test_offline_a_qwen_vl_id_counts_with_the_bundled_tokenizer(synth_folder):
+    # The tests run offline with an empty hub cache: the hub cannot give Qwen3-VL's tokenizer.
+    offline, said = _scan_json("-d", str(synth_folder), "--tokenizer", QWEN_HUB_ID)
+    bundled, quiet = _scan_json("-d", str(synth_folder), "--tokenizer", "qwen")
+    assert offline["tokenizer_fallback"] is True and bundled["tokenizer_fallback"] is False
+    assert offline["percentiles"]["tokens"] == bundled["percentiles"]["tokens"]
+    assert offline["budget"] == bundled["budget"]
+    notes = [line for line in said.splitlines() if line.strip()]
+    assert len(notes) == 1 and notes[0].startswith("note: the tokenizer of Qwen/Qwen3-VL-2B-Instruct cannot be "
+                                                   "fetched") and "bundled Qwen tokenizer" in notes[0]
+    assert quiet == ""
+
+
+def test_a_recipe_names_the_tokenizer_through_its_model(synth_folder, tmp_path):
+    def recipe(model: str):
+        path = tmp_path / f"{model.replace('/', '_')}.yaml"
+        path.write_text(yaml.safe_dump({"model": {"name_or_path": model},
+                                        "data": {"source": str(synth_folder), "val_fraction": 0.0,
+                                                 "test_fraction": 0.0}}), encoding="utf-8")
+        return str(path)
+
+    qwen, said = _scan_json("--recipe", recipe(QWEN_HUB_ID))
+    assert qwen["tokenizer"] == QWEN_HUB_ID and qwen["tokenizer_fallback"] and "note: " in said
+    # A shipped model's name means its folder, which holds its own tokenizer (one token per letter).
+    tiny, said = _scan_json("--recipe", recipe("tiny"))
+    assert tiny["tokenizer"] == "tiny" and not tiny["tokenizer_fallback"] and said == ""
+    char, _ = _scan_json("--recipe", recipe("tiny"), "--tokenizer", "char")
+    assert tiny["percentiles"]["tokens"] == char["percentiles"]["tokens"] != qwen["percentiles"]["tokens"]
+
+
+def test_other_unfetchable_tokenizers_fail_as_before(synth_folder):
+    result = runner.invoke(app, ["scan-dims", "-d", str(synth_folder), "--tokenizer", "google/gemma-3-4b-it"])
+    assert result.exit_code == 2 and "cannot load tokenizer 'google/gemma-3-4b-it'" in result.output
+
+
 def test_scan_dims_needs_exactly_one_source(synth_folder):
     result = runner.invoke(app, ["scan-dims"])
     assert result.exit_code == 2 and "exactly one of --dataset or --recipe" in result.output

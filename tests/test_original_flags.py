@@ -4,6 +4,7 @@ the shipped tiny reader as the model), trains; --dry-run shows the mapping; unkn
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,38 @@ def test_dry_run_shows_the_mapping_and_trains_nothing(word_folder, tmp_path):
     printed = yaml.safe_load(result.stdout)
     assert printed["lora"]["r"] == 256
     assert not (out / "checkpoints").exists()
+
+
+def documented_command() -> list[str]:
+    """The original Kaggle command as docs/migrating.md shows it (its first bash block), split into arguments."""
+    text = (Path(__file__).parents[1] / "docs" / "migrating.md").read_text(encoding="utf-8")
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return shlex.split(block.replace("\\\n", " "))
+
+
+def test_the_documented_command_dry_runs_offline(word_folder, tmp_path):
+    # As in docs/migrating.md - the Qwen3-VL-2B model, the dimension scan, 3 epochs - with the hub off (the
+    # test session is offline, its hub cache empty) and the data set as a local copy.
+    arguments = documented_command()
+    assert arguments[:2] == ["banglaocr", "train"] and "--model_name" not in arguments
+    arguments[arguments.index("--dataset_name") + 1] = str(word_folder)
+    arguments[arguments.index("--output_dir") + 1] = str(tmp_path / "run")
+    result = subprocess.run([sys.executable, "-m", "banglaocr", *arguments[1:], "--dry-run"],
+                            env=helpers.subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = result.stderr
+    assert "original flags -> recipe overrides:" in said and "lora.r=256" in said
+    assert "note: --scan_dataset_dimensions: the tokenizer of Qwen/Qwen3-VL-2B-Instruct cannot be fetched" in said
+    assert "(from the data) data.image.height=" in said and "train.max_steps=" in said
+    printed = yaml.safe_load(result.stdout)
+    assert printed["model"]["name_or_path"] == "Qwen/Qwen3-VL-2B-Instruct"
+    # The budget was counted with the real Qwen vocabulary: the same as scan-dims with the bundled tokenizer.
+    scan = subprocess.run([sys.executable, "-m", "banglaocr", "scan-dims", "-d", str(word_folder), "--tokenizer",
+                           "qwen", "--samples", "50000", "--padding-buffer", "0.1", "--json"],
+                          env=helpers.subprocess_env(), capture_output=True, text=True, timeout=300)
+    budget = json.loads(scan.stdout)["budget"]
+    assert printed["eval"]["max_new_tokens"] == budget["max_new_tokens"]
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_an_unknown_flag_is_one_line(tmp_path):

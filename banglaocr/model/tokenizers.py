@@ -13,6 +13,9 @@ different ids (151643.. in the real one, 0..25 in the character one).
 - `build_char_tokenizer()`: 256 byte tokens plus one token per Bengali code point (and the
   danda, double danda, ZWJ and ZWNJ): about 420 entries. For tiny models trained from
   scratch: one visible letter = one output token.
+- `load_counting_tokenizer(name)`: what counts label tokens (scan-dims, the original script's
+  dimension scan): `name`'s tokenizer, or - for a Qwen-VL hub id the hub cannot give (offline,
+  unreachable, not cached) - the real one from `build_qwen_tokenizer()`, with a one-line note.
 
 Both tokenizers apply Unicode NFC before splitting (Qwen2Tokenizer always does, also after
 reloading). NFC decomposes the nukta letters য় ড় ঢ় into base + nukta (U+09BC), so a
@@ -287,6 +290,59 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load tokenizer '{name}': {first_line(err)} "
                         "(offline? use 'qwen' for the real Qwen vocabulary without the hub)") from None
+
+
+QWEN_VL_HUB_PREFIXES = ("qwen/qwen3-vl", "qwen/qwen2.5-vl", "qwen/qwen2-vl")
+"""Hub ids (lower case) whose tokenizer is the bundled one: the Qwen2 BPE vocabulary that Qwen2-VL,
+Qwen2.5-VL and Qwen3-VL share (they differ only in how many special tokens follow it, which label
+text never uses)."""
+
+
+def is_qwen_vl_hub_id(name: str) -> bool:
+    """True for a Qwen-VL hub id (not a local folder) whose label tokens the bundled tokenizer counts.
+
+    >>> is_qwen_vl_hub_id("Qwen/Qwen3-VL-2B-Instruct"), is_qwen_vl_hub_id("google/gemma-3-4b-it")
+    (True, False)
+    """
+    return name.lower().startswith(QWEN_VL_HUB_PREFIXES) and not Path(name).expanduser().exists()
+
+
+def load_counting_tokenizer(name: str) -> tuple[PreTrainedTokenizerBase, str | None]:
+    """The tokenizer that counts label tokens (scan-dims, the original script's dimension scan), and a
+    note when it is not the one asked for.
+
+    As `load_tokenizer(name)`, except for a Qwen-VL hub id whose tokenizer cannot be fetched (the hub
+    unreachable or HF_HUB_OFFLINE set, and the tokenizer not cached): then the bundled real Qwen
+    tokenizer (`build_qwen_tokenizer`, the same vocabulary and merges) counts, with a one-line note.
+    Any other tokenizer that cannot be loaded - and a Qwen-VL id the answering hub does not know - is
+    an error, as with `load_tokenizer`.
+
+    >>> tokenizer, note = load_counting_tokenizer("char")
+    >>> note is None
+    True
+    """
+    why = _why_not_fetchable(name) if is_qwen_vl_hub_id(name) else None
+    if why is None:  # a hub that answers says what is wrong with a misspelt id: no fallback then
+        return load_tokenizer(name), None
+    return build_qwen_tokenizer(), (f"the tokenizer of {name} cannot be fetched ({why}): label tokens are "
+                                    "counted with the bundled Qwen tokenizer (the same vocabulary, built offline)")
+
+
+def _why_not_fetchable(name: str) -> str | None:
+    """Why the hub cannot give `name`'s tokenizer, without waiting on the hub's retries; None when it can
+    (or the cache holds it)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from banglaocr import hub
+
+    try:
+        if isinstance(try_to_load_from_cache(name, "tokenizer_config.json"), str):
+            return None
+    except ValueError:  # not a valid repo id: load_tokenizer says so
+        return None
+    if hub.offline():
+        return "HF_HUB_OFFLINE is set and it is not in the local cache"
+    return hub.unreachable()
 
 
 # --------------------------------------------------------------------------- building
