@@ -17,8 +17,17 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Column, Table
 
 
 class MetricsLog:
@@ -42,36 +51,159 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
 
 
-WIDE = 110
-"""From this console width on the bar also shows lr, samples/s and the elapsed time."""
+FIELD_DEFAULTS = {"loss": "-", "lr": "-", "speed": "-", "val_cer": "-", "left": "", "grad_norm": "-", "scale": "-",
+                  "skipped": "-"}
+"""Every field the bar and the plain line show, as it reads before the loop first sets it ("-": not known yet,
+or not in use - `scale` outside fp16)."""
+
+SPEED_PERIOD_S = 300.0
+"""The ETA comes from the speed of the last 5 minutes: steady, not thrown about by an evaluation or a checkpoint."""
 
 
-def make_progress(console: Console, time_limited: bool = False) -> Progress:
-    """Step x/total, loss, last val CER and a smoothed ETA always (they fit 80 columns); lr, samples/s and
-    the elapsed time on wider consoles; the time left before `train.time_limit` when there is one.
+PLAIN_LINES = 20
+"""Piped output: a plain line every 1/PLAIN_LINES of the run's steps ..."""
+PLAIN_EVERY_S = 60.0
+"""... and at least this often (seconds, checked at each step), so a slow run still shows it is alive."""
+
+
+class TrainProgress(Progress):
+    """rich's Progress whose tasks start with `FIELD_DEFAULTS`: a caller that never sets a field still renders."""
+
+    def add_task(self, description: str, start: bool = True, total: float | None = 100.0, completed: int = 0,
+                 visible: bool = True, **fields) -> TaskID:
+        return super().add_task(description, start=start, total=total, completed=completed, visible=visible,
+                                **{**FIELD_DEFAULTS, **fields})
+
+
+class PlainProgress(TrainProgress):
+    """The progress of a run whose output is not a terminal (a pipe, a file, a Kaggle `!` cell): no live bar,
+    which a pipe would only get at the very end, but one plain line at the first step, at every multiple of
+    `every_steps` (default: 1/`PLAIN_LINES` of the task's total), at least every `every_s` seconds and at the last
+    step - only between `start()` and `stop()`, like rich's live bar, so a process that never starts it (any
+    but the main one) prints nothing.
 
     >>> import io
-    >>> console = Console(file=io.StringIO(), width=80, force_terminal=False)
+    >>> console = Console(file=io.StringIO(), width=80)
+    >>> with PlainProgress(console=console, every_steps=2, every_s=1e9) as progress:
+    ...     task = progress.add_task("train", total=4)
+    ...     for step in (1, 2, 3, 4):
+    ...         progress.update(task, completed=step, loss=f"{1 / step:.2f}")
+    >>> [line.split("  ")[:2] for line in console.file.getvalue().splitlines()]
+    [['step 1/4', 'loss 1.00'], ['step 2/4', 'loss 0.50'], ['step 4/4', 'loss 0.25']]
+    """
+
+    def __init__(self, *args, every_steps: int | None = None, every_s: float = PLAIN_EVERY_S, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.every_steps, self.every_s = every_steps, every_s
+        self.printing = False
+        self.last_line: dict[TaskID, tuple[float, float]] = {}  # task -> (step, time) of its last line
+
+    def start(self) -> None:  # no live display: it would reach a pipe only when the run ends
+        self.printing = True
+
+    def stop(self) -> None:
+        self.printing = False
+
+    def update(self, task_id: TaskID, **changes) -> None:
+        super().update(task_id, **changes)
+        if not self.printing or changes.get("completed") is None:
+            return
+        task, now = self._tasks[task_id], self.get_time()
+        step_then, time_then = self.last_line.get(task_id, (None, now))
+        if task.completed == step_then:
+            return
+        every_steps = self.every_steps or max(1, int(task.total or 0) // PLAIN_LINES)
+        # At multiples of every_steps (as log rows are), so lines land on the same steps after a resume.
+        if (step_then is None or task.completed // every_steps > step_then // every_steps
+                or now - time_then >= self.every_s or task.finished):
+            self.last_line[task_id] = (task.completed, now)
+            self.console.print(plain_line(task), highlight=False, markup=False, soft_wrap=True)
+
+
+def plain_line(task: Task) -> str:
+    """One line of a task's state: step, loss, lr, samples/s, val CER, the health fields that are in use
+    (grad_norm, scale, skipped), elapsed time, ETA and the time left before `train.time_limit`.
+
+    >>> progress = TrainProgress()
+    >>> task = progress.add_task("train", total=800, completed=120, loss="0.5829", lr="1.83e-03", speed="5.5")
+    >>> plain_line(progress.tasks[0])
+    'step 120/800  loss 0.5829  lr 1.83e-03  5.5 samples/s  val CER -  elapsed 0:00:00  ETA -'
+    """
+    from banglaocr.clock import format_duration
+
+    fields = task.fields
+    parts = [f"step {task.completed:.0f}/{task.total:.0f}", f"loss {fields['loss']}", f"lr {fields['lr']}",
+             f"{fields['speed']} samples/s", f"val CER {fields['val_cer']}"]
+    parts += [f"{name} {fields[name]}" for name in ("grad_norm", "scale", "skipped") if fields[name] != "-"]
+    remaining = task.time_remaining
+    parts += [f"elapsed {format_duration(task.elapsed or 0.0)}",
+              f"ETA {format_duration(remaining) if remaining is not None else '-'}"]
+    if fields["left"]:
+        parts.append(f"left {fields['left']}")
+    return "  ".join(parts)
+
+
+LAYOUTS = (
+    ("loss {task.fields[loss]}  val CER {task.fields[val_cer]}",),
+    ("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s  val CER {task.fields[val_cer]}",
+     "elapsed"),
+    ("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s  val CER {task.fields[val_cer]}",
+     "grad {task.fields[grad_norm]}  scale {task.fields[scale]}  skipped {task.fields[skipped]}", "elapsed"),
+)
+"""What the live bar shows beside step x/total, the bar and the ETA, narrowest first: loss and val CER (80
+columns); + lr, samples/s, elapsed time (about 105); + grad_norm, loss scale, skipped steps (about 145)."""
+
+_TYPICAL = {"loss": "0.5829", "lr": "1.83e-03", "speed": "25.5", "val_cer": "0.225", "grad_norm": "3.41e+00",
+            "scale": "65536", "skipped": "12", "left": "11:20:00"}
+_MIN_BAR = 10
+
+
+def _layout_width(parts: tuple[str, ...], time_limited: bool) -> int:
+    """Columns a layout needs with typical values, a 10-character bar and a 4-digit step count."""
+    texts = [part.replace("{task.fields[", "{").replace("]}", "}").format(**_TYPICAL) if part != "elapsed"
+             else "0:00:00" for part in parts]
+    texts += ["train", "1200/8000", "-" * _MIN_BAR, "ETA", "0:00:00"] + (["left 11:20:00"] if time_limited else [])
+    return sum(len(text) + 1 for text in texts)
+
+
+def make_progress(console: Console, time_limited: bool = False, every_steps: int | None = None,
+                  every_s: float = PLAIN_EVERY_S) -> Progress:
+    """The progress of a training run on `console`.
+
+    A terminal (or Jupyter) gets a live bar: step x/total, loss, last val CER and a smoothed ETA always
+    (they fit 80 columns); lr, samples/s and the elapsed time where they fit; then grad_norm, the loss scale
+    and skipped steps (`LAYOUTS`); the time left before `train.time_limit` when there is one. Any other
+    output (a pipe, a file) gets `PlainProgress`: a plain line every `every_steps` steps (default:
+    1/`PLAIN_LINES` of the task's total) and at least every `every_s` seconds.
+
+    >>> import io
+    >>> console = Console(file=io.StringIO(), width=80, force_terminal=True)
     >>> progress = make_progress(console)
     >>> _ = progress.add_task("train", total=800, completed=120, loss="0.5829", lr="1.83e-03", speed="5.5",
     ...                       val_cer="0.225", left="")
     >>> line = progress.get_renderable(); console.print(line); text = console.file.getvalue()
     >>> all(part in text for part in ("120/800", "loss 0.5829", "val CER 0.225", "ETA"))
     True
+    >>> type(make_progress(Console(file=io.StringIO()))).__name__
+    'PlainProgress'
     """
-    wide = console.width >= WIDE
-    columns = [TextColumn("[bold]train[/]"), MofNCompleteColumn(), BarColumn(bar_width=None if wide else 12)]
-    if wide:
-        columns.append(TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s  "
-                                  "val CER {task.fields[val_cer]}"))
-        columns.append(TimeElapsedColumn())
-    else:
-        columns.append(TextColumn("loss {task.fields[loss]}  val CER {task.fields[val_cer]}"))
-    columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    if not (console.is_terminal or console.is_jupyter):
+        return PlainProgress(console=console, every_steps=every_steps, every_s=every_s,
+                             speed_estimate_period=SPEED_PERIOD_S)
+    fitting = [parts for parts in LAYOUTS if _layout_width(parts, time_limited) <= console.width]
+    parts = fitting[-1] if fitting else LAYOUTS[0]
+
+    def text(template: str) -> TextColumn:  # cut, never wrapped onto a second line
+        return TextColumn(template, table_column=Column(no_wrap=True))
+
+    columns = [text("[bold]train[/]"), MofNCompleteColumn(table_column=Column(no_wrap=True)),
+               BarColumn(bar_width=None if len(parts) > 1 else 12)]
+    columns += [TimeElapsedColumn(table_column=Column(no_wrap=True)) if part == "elapsed" else text(part)
+                for part in parts]
+    columns += [text("ETA"), TimeRemainingColumn(table_column=Column(no_wrap=True))]
     if time_limited:
-        columns.append(TextColumn("left {task.fields[left]}"))
-    # ETA from the speed of the last 5 minutes: steady, not thrown about by an evaluation or a checkpoint.
-    return Progress(*columns, console=console, transient=False, speed_estimate_period=300.0)
+        columns.append(text("left {task.fields[left]}"))
+    return TrainProgress(*columns, console=console, transient=False, speed_estimate_period=SPEED_PERIOD_S)
 
 
 def plot_curves(rows: list[dict], path: Path) -> Path | None:
