@@ -111,13 +111,13 @@ def test_a_pickle_beside_a_checkpoint_of_this_version_is_never_read(reference, t
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path, monkeypatch):
     out = interrupted_run(tmp_path, monkeypatch)  # checkpoints step-2, step-4 and step-5 (at the stop)
-    weights = out / "checkpoints" / "step-5" / "trainable.safetensors"
+    weights = out / "checkpoints" / "step-5" / "model" / "adapter_model.safetensors"  # the one copy of the weights
     weights.write_bytes(weights.read_bytes()[:100])
     console = io.StringIO()
     with helpers.one_thread():
         loop.run_training(helpers.tiny_recipe(*ARGS), out, resume="auto", console=Console(file=console, width=300))
     said = console.getvalue()
-    assert "step-5 is damaged (trainable.safetensors is 100 bytes" in said and "resumed from" in said
+    assert "step-5 is damaged (model/adapter_model.safetensors is 100 bytes" in said and "resumed from" in said
     assert "step-4" in said.split("resumed from")[1].splitlines()[0]
     assert helpers.max_abs_diff(final(out), final(reference)) <= 1e-6
 
@@ -133,16 +133,14 @@ def test_an_explicitly_named_damaged_checkpoint_is_refused(tmp_path, monkeypatch
 def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_earlier_checkpoints(reference, tmp_path,
                                                                                        monkeypatch):
     out = tmp_path / "run"
-    original = loop.save_file
-    calls = {"n": 0}
+    original = loop.save_model_folder
 
-    def save_file(tensors, path, *args, **kwargs):
-        if path.endswith("trainable.safetensors") and "step-6" in path:
+    def save_model_folder(loaded, folder, *args, **kwargs):
+        if "step-6" in str(folder):  # the checkpoint's model/ folder: the adapter weights
             raise OSError(errno.ENOSPC, "No space left on device")
-        calls["n"] += 1
-        return original(tensors, path, *args, **kwargs)
+        return original(loaded, folder, *args, **kwargs)
 
-    monkeypatch.setattr(loop, "save_file", save_file)
+    monkeypatch.setattr(loop, "save_model_folder", save_model_folder)
     with pytest.raises(UserError, match="could not write checkpoint .*step-6: No space left on device; free some disk"):
         helpers.train(out, *ARGS)
     monkeypatch.undo()

@@ -112,8 +112,11 @@ def eval_rows(output_dir: Path) -> list[dict]:
 
 
 def trainable(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The trainable parameters a checkpoint folder holds."""
-    return trainable_file(Path(checkpoint) / "trainable.safetensors")
+    """The trainable weights a checkpoint folder (or a model folder) holds: its adapter file, or the full
+    model file of a full fine-tune (the one copy resume reads)."""
+    folder = Path(checkpoint) / "model" if (Path(checkpoint) / "model").is_dir() else Path(checkpoint)
+    adapter = folder / "adapter_model.safetensors"
+    return trainable_file(adapter if adapter.is_file() else folder / "model.safetensors")
 
 
 def trainable_file(path: Path) -> dict[str, torch.Tensor]:

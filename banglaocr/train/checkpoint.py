@@ -2,8 +2,9 @@
 
 A checkpoint folder `checkpoints/step-N/` holds:
 
-- `model/`                    the model folder (PEFT adapter + base reference, or full weights) and tokenizer
-- `trainable.safetensors`     the trainable weights (what resume loads)
+- `model/`                    the model folder (PEFT adapter + base reference, or full weights) and tokenizer;
+                              also the one store of the trainable weights (what resume loads: every tensor
+                              is stored once - `train/trainable_weights.py`)
 - `training_state.json` + `.safetensors`   optimizer, scheduler and GradScaler states, the `RunState`
 - `rng-rank{R}.json` + `.safetensors`      python / numpy / torch / CUDA / augmentation RNG states of process R
 - `recipe.yaml`               the resolved recipe (resume compares it with the current one)

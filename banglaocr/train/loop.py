@@ -49,8 +49,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object, set_seed
 from rich.console import Console
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
 from transformers.utils import logging as transformers_logging
 
 from banglaocr.clock import deadline
@@ -61,7 +60,7 @@ from banglaocr.data.pixels import resize_to_budget
 from banglaocr.data.sources import SkipReport, load_splits, resolve_source, unreadable_reason
 from banglaocr.errors import UserError
 from banglaocr.evaluation import Evaluation, evaluate_records
-from banglaocr.files import atomic_folder, atomic_write, commit_folder, fresh_tmp_folder, write_json
+from banglaocr.files import atomic_folder, commit_folder, fresh_tmp_folder, write_json
 from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
 from banglaocr.model.factory import (load_model, save_model_folder, skip_lora_input_casts,
                                      trainable_parameter_summary)
@@ -75,12 +74,18 @@ from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_
                                         stage_indices, stage_seed)
 from banglaocr.train.loss import batch_token_weights, supervised_token_count
 from banglaocr.train.supervised_model import SupervisedLossModel
+from banglaocr.train.trainable_weights import load_trainable_state, restore_from_folder, trainable_state
 from banglaocr.train.optim import build_optimizer
+from banglaocr.train.precision import mixed_precision, refuse_half_precision_trainables, stop_message, window_warnings
 from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
 from banglaocr.train.schedule import build_scheduler
 from banglaocr.train.threads import busy_cpus, cpu_threads, machine_cpus
 from banglaocr.train.wandb_report import finish_wandb, start_wandb
 from banglaocr.train.wandb_report import log_row as wandb_log_row
+
+
+BEST_STEP_FILE = "best_step.json"
+"""In best/: the optimizer step (and validation CER) whose weights it holds."""
 
 
 class TrainingInterrupted(Exception):
@@ -136,6 +141,11 @@ class LogWindow:
     tokens: float = 0.0
     samples: int = 0
     started: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    skipped: int = 0  # steps skipped for a non-finite gradient
+    grad_norm_sum: float = 0.0  # of the steps that were not skipped (before clipping)
+    grad_norm_max: float = 0.0
+    loss_scale_at_start: float | None = None  # fp16: the GradScaler's scale when the window opened
 
 
 class StopSignal:
@@ -289,17 +299,20 @@ class TrainingRun:
         if self.state.confusion and self.recipe.loss.confusion_weight > 0:
             self.char_weight_table = _char_weights(self.state.confusion, self.recipe.loss.confusion_cap)
         self.last_saved_step = self.state.step if self.resume_from is not None else -1
-        self.window = LogWindow(loss=torch.zeros((), device=self.device, dtype=torch.float64))
+        self.window = LogWindow(loss=torch.zeros((), device=self.device, dtype=torch.float64),
+                                loss_scale_at_start=self.precision.loss_scale())
         self.run_start = time.perf_counter() - self.state.train_time_s
 
     def _setup_accelerator(self) -> None:
         """accelerate's Accelerator, refusing engines this loop is not proven with (see `refuse_unproven_engine`)."""
         refuse_unproven_engine()
         self.use_tensorboard = "tensorboard" in self.cfg.report_to and _tensorboard_available()
-        self.accelerator = Accelerator(mixed_precision=_mixed_precision(self.cfg.precision),
+        # mixed_precision "no": autocast and the GradScaler are the loop's own (precision.py), the same on every device.
+        self.accelerator = Accelerator(mixed_precision="no",
                                        log_with="tensorboard" if self.use_tensorboard else None,
                                        project_dir=str(self.output_dir))
         refuse_unproven_engine(self.accelerator.distributed_type.value)
+        self.precision = mixed_precision(self.cfg.precision, self.accelerator.device)
         self.main = self.accelerator.is_main_process
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         if self.accelerator.device.type == "cpu" or self.cfg.threads is not None:
@@ -334,7 +347,7 @@ class TrainingRun:
         with self.phase(f"loading model {recipe.model.name_or_path}"):
             self.loaded = load_model(recipe.model, recipe.lora, precision=cfg.precision)
         refuse_half_precision_trainables(self.loaded.model, cfg.precision)
-        if self.loaded.is_peft and self.accelerator.mixed_precision != "no":
+        if self.loaded.is_peft and self.precision.name != "fp32":
             skip_lora_input_casts(self.loaded.model)  # every forward here runs under autocast
         trainable, total = trainable_parameter_summary(self.loaded.model)
         self.say(f"model: {recipe.model.name_or_path} ({recipe.model.init}), {total / 1e6:.2f} M parameters, "
@@ -344,11 +357,14 @@ class TrainingRun:
             self.say(self.threads_note)
         if self.deadline_note:
             self.say(self.deadline_note)
+        if self.precision.name == "fp16" and self.precision.device_type == "cpu":
+            self.say("[yellow]note: fp16 on the CPU rehearses a T4's fp16 path (autocast + GradScaler); it is slower "
+                     "than fp32 here[/]")
         wrapper = SupervisedLossModel(self.loaded.model, recipe.loss.focal_gamma, recipe.loss.label_smoothing)
         optimizer = build_optimizer(wrapper.model, cfg)
         self.scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.scheduler)
         if self.resume_from is not None:  # before prepare: DDP broadcasts rank 0's weights at wrap time
-            load_trainable_state(wrapper.model, load_file(str(self.resume_from / "trainable.safetensors")))
+            restore_from_folder(wrapper.model, self.resume_from)  # its model/ folder holds them (once)
         if recipe.model.device_map is None:
             self.wrapper, self.optimizer = self.accelerator.prepare(wrapper, optimizer)
             self.device = self.accelerator.device
@@ -376,8 +392,7 @@ class TrainingRun:
         saved = ckpt.read_training_state(folder)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        if self.accelerator.scaler is not None and saved.get("scaler") is not None:
-            self.accelerator.scaler.load_state_dict(saved["scaler"])
+        self.precision.load_state_dict(saved.get("scaler"))
         self.state = RunState(**saved["run_state"])
         rng = ckpt.read_rng_state(folder, self.rank)
         if rng is not None:
@@ -566,7 +581,7 @@ class TrainingRun:
             last = index == len(micro) - 1
             sync = contextlib.nullcontext() if last or self.world == 1 else accelerator.no_sync(self.wrapper)
             with sync:
-                with accelerator.autocast():
+                with self.precision.autocast():
 
                     inputs = finish_batch_on_device(batch, self.device, self.augment_cfg, self.augment_generator)
                     labels = batch["labels"].to(self.device, non_blocking=True)
@@ -575,24 +590,19 @@ class TrainingRun:
                         token_weights = token_weights.to(self.device)
                     loss_sum = self.wrapper(inputs, labels, token_weights,
                                             loss_cfg.confusion_weight if use_confusion else 0.0)
-                accelerator.backward(loss_sum * (scale * weight))
+                accelerator.backward(self.precision.scale(loss_sum * (scale * weight)))
             step_loss += loss_sum.detach().double() * weight
             self.window.samples += len(batch["texts"]) * self.world if weight else 0
         return step_loss
 
     def _optimizer_step(self) -> tuple[float, bool]:
-        """Clip, step (unless the gradient is not finite), schedule, zero; returns the rate this update used
-        and whether the update was skipped."""
-        cfg, state = self.cfg, self.state
-        grad_norm = self.accelerator.clip_grad_norm_(self.params,
-                                                     cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
-        if self.accelerator.scaler is not None:
-            self.optimizer.step()  # the GradScaler skips the update itself when gradients overflowed
-            skipped = self.accelerator.optimizer_step_was_skipped
-        else:
-            skipped = not bool(torch.isfinite(grad_norm))  # CPU-GPU sync (cheap next to the step)
-            if not skipped:
-                self.optimizer.step()
+        """Unscale (fp16), clip, step (unless the gradient is not finite), schedule, zero; returns the rate this
+        update used and whether the update was skipped. The window counts steps, skips and gradient norms."""
+        cfg, state, window = self.cfg, self.state, self.window
+        self.precision.unscale(self.optimizer)
+        grad_norm = float(self.accelerator.clip_grad_norm_(  # CPU-GPU sync (cheap next to the step)
+            self.params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
+        skipped = self.precision.step(self.optimizer, grad_norm)
         step_lr = self.scheduler.get_last_lr()[0]
         with warnings.catch_warnings():
             # The schedule counts optimizer steps, skipped ones included (so the rate is a function of
@@ -601,16 +611,17 @@ class TrainingRun:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
+        window.steps += 1
         if not skipped:
+            window.grad_norm_sum += grad_norm
+            window.grad_norm_max = max(window.grad_norm_max, grad_norm)
             state.consecutive_nonfinite = 0
             return step_lr, False
+        window.skipped += 1
         state.nonfinite_steps += 1
         state.consecutive_nonfinite += 1
         if state.consecutive_nonfinite >= cfg.max_nonfinite_steps:
-            raise UserError(
-                f"stopped at step {state.step}: {state.consecutive_nonfinite} optimizer steps in a row had "
-                "non-finite gradients (fp16 overflow? try train.precision=bf16 on GPUs that have it, a "
-                "lower train.lr, or check the data)")
+            raise UserError(stop_message(state.step, state.consecutive_nonfinite, self.precision.name))
         return step_lr, True
 
     def _curriculum_after_step(self, step_loss: torch.Tensor, step_tokens: float) -> dict:
@@ -645,7 +656,8 @@ class TrainingRun:
         # lr "-" until the first log row: before its first step a warm-up schedule's rate is 0.
         self.task = self.progress.add_task("train", total=self.cfg.max_steps, completed=self.state.step, loss="-",
                                            lr="-", speed="-", val_cer=f"{last_cer:.3f}" if last_cer is not None else "-",
-                                           left=self.time_left())
+                                           left=self.time_left(), grad_norm="-", scale="-",
+                                           skipped=str(self.state.nonfinite_steps))
         return self.progress if self.main else contextlib.nullcontext()
 
     def time_left(self) -> str:
@@ -665,26 +677,38 @@ class TrainingRun:
                                  step=row["step"])
 
     def log_window(self, step_lr: float, stage_row: dict) -> None:
-        """The log row of the steps since the last one: mean token loss over all processes, speed."""
-        window, accelerator = self.window, self.accelerator
+        """The log row of the steps since the last one: mean token loss over all processes, speed, gradient
+        norms, skipped steps (and the fp16 loss scale) - with a warning line when fp16 keeps overflowing."""
+        window, accelerator, state = self.window, self.accelerator, self.state
         total_loss = accelerator.reduce(window.loss.clone(), reduction="sum") if self.world > 1 else window.loss
         elapsed = time.perf_counter() - window.started
         # window.tokens already counts every process (the step's all-reduced count). No loss when every
         # step of the window was skipped as non-finite (never a made-up 0 or a NaN).
         self.last_loss = float(total_loss) / window.tokens if window.tokens > 0 else None
         speed = window.samples / max(elapsed, 1e-9)
-        self.log_row({"step": self.state.step, "loss": self.last_loss, "lr": step_lr, "samples_per_s": speed,
-                      "elapsed_s": time.perf_counter() - self.run_start, **stage_row})
+        finite = window.steps - window.skipped
+        grad_norm = window.grad_norm_sum / finite if finite else None
+        scale = self.precision.loss_scale()
+        precision_row = {"grad_norm": grad_norm, "grad_norm_max": window.grad_norm_max if finite else None,
+                         "skipped_steps": window.skipped, "nonfinite_steps": state.nonfinite_steps}
+        if scale is not None:
+            precision_row["loss_scale"] = scale
+        self.log_row({"step": state.step, "loss": self.last_loss, "lr": step_lr, "samples_per_s": speed,
+                      "elapsed_s": time.perf_counter() - self.run_start, **precision_row, **stage_row})
+        for line in window_warnings(self.precision, state.step, window.steps, window.skipped,
+                                    window.loss_scale_at_start):
+            self.say(f"[yellow]warning: {line}[/]")
         shown = f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
-        self.progress.update(self.task, loss=shown, lr=f"{step_lr:.2e}", speed=f"{speed:.1f}")
-        self.state.samples_seen += window.samples
-        window.loss.zero_()
-        window.tokens, window.samples, window.started = 0.0, 0, time.perf_counter()
+        self.progress.update(self.task, loss=shown, lr=f"{step_lr:.2e}", speed=f"{speed:.1f}",
+                             grad_norm=f"{grad_norm:.3g}" if grad_norm is not None else "-",
+                             scale=f"{scale:g}" if scale is not None else "-", skipped=str(state.nonfinite_steps))
+        state.samples_seen += window.samples
+        self.window = LogWindow(loss=window.loss.zero_(), loss_scale_at_start=scale)
 
     def evaluate(self, records: list, max_samples: int | None = None) -> Evaluation:
         """Generation on `records` (sharded over processes, gathered in order); unreadable images counted."""
         chosen = records[:max_samples] if max_samples else records
-        with self.accelerator.autocast():
+        with self.precision.autocast():
             result = evaluate_records(self.inner.model, self.loaded.tokenizer, chosen, self.settings,
                                       batch_size=self.recipe.eval.batch_size, num_beams=self.recipe.eval.num_beams,
                                       process_index=self.rank, num_processes=self.world)
@@ -742,13 +766,11 @@ class TrainingRun:
                          recipe_to_yaml(self.recipe), heatmap)
 
     def _save_best(self) -> None:
-        """best/ and checkpoints/best.safetensors (what the test split is scored with after a resume)."""
-        self.save_model(self.output_dir / "best", {"val_cer": self.state.best_val_cer, "step": self.state.best_step})
-        best_file = self.output_dir / "checkpoints" / "best.safetensors"
-        best_file.parent.mkdir(parents=True, exist_ok=True)
-        # The step in the metadata: after a resume, a best file of another (abandoned) run is not used.
-        atomic_write(best_file, lambda tmp: save_file(self.best_weights, str(tmp),
-                                                      metadata={"step": str(self.state.best_step)}))
+        """best/, with the step it holds (what a resumed run's test split is scored with: `_saved_best_weights`)."""
+        folder = self.output_dir / "best"
+        self.save_model(folder, {"val_cer": self.state.best_val_cer, "step": self.state.best_step})
+        # After a resume, a best/ of another (abandoned) run must not be used: its step says whose it is.
+        write_json(folder / BEST_STEP_FILE, {"step": self.state.best_step, "val_cer": self.state.best_val_cer})
 
     def save_checkpoint(self) -> Path:
         """checkpoints/step-N, written into a temporary folder and renamed into place when complete.
@@ -788,13 +810,12 @@ class TrainingRun:
 
     def _write_checkpoint(self, tmp: Path) -> None:
         """Everything of a checkpoint but the RNG files (each process writes its own); the manifest last."""
-        state, scaler = self.state, self.accelerator.scaler
+        state = self.state
         save_model_folder(self.loaded, tmp / "model")
-        save_read_settings(tmp / "model", self.settings)
-        save_file(trainable_state(self.inner.model), str(tmp / "trainable.safetensors"))
+        save_read_settings(tmp / "model", self.settings)  # model/ is also what resume reads the weights from
         ckpt.write_state(tmp, "training_state", {
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
+            "scaler": self.precision.state_dict(),
             "run_state": dataclasses.asdict(state)})
         save_recipe(self.recipe, tmp / "recipe.yaml")
         ckpt.write_manifest(tmp, {"step": state.step, "best_val_cer": state.best_val_cer,
@@ -860,17 +881,23 @@ class TrainingRun:
         return result.scores
 
     def _saved_best_weights(self) -> dict | None:
-        """checkpoints/best.safetensors if it holds the weights of this run's best step, else None."""
-        best_file = self.output_dir / "checkpoints" / "best.safetensors"
-        if self.state.best_step is None or not best_file.is_file():
+        """The weights of best/ if it holds this run's best step, else None (the final weights score the test)."""
+        folder = self.output_dir / "best"
+        if self.state.best_step is None or not (folder / BEST_STEP_FILE).is_file():
             return None
-        with safe_open(str(best_file), framework="pt") as handle:
-            step = (handle.metadata() or {}).get("step")
-        if step is not None and step != str(self.state.best_step):
-            self.say(f"[yellow]note: {best_file} holds step {step}, not this run's best step "
+        try:
+            step = json.loads((folder / BEST_STEP_FILE).read_text(encoding="utf-8")).get("step")
+        except (OSError, ValueError, AttributeError):
+            step = None
+        if step != self.state.best_step:
+            self.say(f"[yellow]note: {folder} holds step {step}, not this run's best step "
                      f"{self.state.best_step}; the test split is scored with the final weights[/]")
             return None
-        return load_file(str(best_file))
+        final_weights = trainable_state(self.inner.model)
+        restore_from_folder(self.inner.model, folder)
+        best = trainable_state(self.inner.model)
+        load_trainable_state(self.inner.model, final_weights)
+        return best
 
     def _confusion_heatmap(self, path: Path) -> Path | None:
         """A heatmap of the last validation's confusion statistics at `path` (model cards); None before one."""
@@ -892,23 +919,6 @@ class TrainingRun:
 
 
 # --------------------------------------------------------------------------- helpers of the run
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copies of the parameters that train (what checkpoints and best.safetensors hold)."""
-    return {name: param.detach().to("cpu", copy=True).contiguous()
-            for name, param in model.named_parameters() if param.requires_grad}
-
-
-def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Copy `trainable_state` values back into `model` (names must match: the same recipe's model)."""
-    params = dict(model.named_parameters())
-    missing = [name for name in state if name not in params]
-    if missing:
-        raise UserError(f"checkpoint does not match the model (e.g. {missing[0]}); was the recipe changed?")
-    with torch.no_grad():
-        for name, tensor in state.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
 
 
 UNPROVEN_ENGINES = {"DEEPSPEED": "DeepSpeed", "FSDP": "FSDP", "MEGATRON_LM": "Megatron-LM"}
@@ -939,13 +949,6 @@ def refuse_unproven_engine(distributed_type: str | None = None) -> None:
                         "and model.device_map=auto or model.quantization for a model too big for one GPU")
 
 
-def refuse_half_precision_trainables(model: torch.nn.Module, precision: str) -> None:
-    """fp16 mixed precision needs float32 trainable weights: GradScaler cannot unscale float16 gradients."""
-    if precision == "fp16" and any(p.requires_grad and p.dtype == torch.float16 for p in model.parameters()):
-        raise UserError("train.precision=fp16 needs float32 trainable weights, but model.dtype=float16 makes "
-                        "them float16 (a full fine-tune); use model.dtype: auto (float32 weights, fp16 compute)")
-
-
 def _env_threads() -> int | None:
     value = os.environ.get("OMP_NUM_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else None
@@ -965,14 +968,6 @@ def _base_read_settings(recipe: Recipe):
         return load_read_settings(folder) if folder.is_dir() else None
     except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign file: nothing to compare
         return None
-
-
-def _mixed_precision(precision: str) -> str:
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise UserError("train.precision=fp16 needs a CUDA GPU; use fp32 (or bf16) on the CPU")
-    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
-        raise UserError("this GPU has no bf16 (e.g. a T4): use train.precision=fp16")
-    return {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[precision]
 
 
 def _tensorboard_available() -> bool:
