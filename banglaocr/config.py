@@ -104,7 +104,9 @@ class ModelConfig:
     """Sizes used when `init: tiny`."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """Weight dtype when loading. `auto`: with LoRA, the frozen base follows `train.precision` (bf16 / fp16,
-    vision tower fp32 under fp16); a full fine-tune keeps fp32 weights and autocast does the half-precision math."""
+    vision tower fp32 under fp16); a full fine-tune keeps fp32 weights and autocast does the half-precision math.
+    `float32` with `train.precision: fp16` is the T4 fallback when fp16 overflows: float32 weights and residual
+    stream, fp16 matmuls (twice the weight memory: about 8.5 GB for the 2B)."""
     quantization: Literal["8bit", "4bit"] | None = None
     """Load the frozen base in 8-bit or 4-bit NF4 through bitsandbytes (QLoRA); null = no quantisation."""
     gradient_checkpointing: bool = False
@@ -456,7 +458,9 @@ class TrainConfig:
     optimizer: Literal["adamw", "adamw8bit", "paged_adamw8bit"] = "adamw"
     """`adamw` (torch) or bitsandbytes' 8-bit AdamW variants (less optimizer memory)."""
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    """Mixed precision. fp16 (T4) uses a GradScaler, fp32 LoRA weights and skips non-finite steps."""
+    """Mixed precision (autocast). fp16 (T4) uses a GradScaler and fp32 trainable weights, skips non-finite
+    steps and logs `grad_norm`, `skipped_steps` and `loss_scale` per log row; it also runs on the CPU (slowly: a
+    rehearsal of the T4 path)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0 = off)."""
     max_nonfinite_steps: int = 10

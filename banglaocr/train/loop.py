@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import shutil
 import signal
 import sys
@@ -70,6 +69,7 @@ from banglaocr.train import checkpoint as ckpt
 from banglaocr.train.resume_check import recipe_changes
 from banglaocr.train.run_folder import RunFolderLock, claim_run_folder
 from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages
+from banglaocr.train.engines import refuse_unproven_engine
 from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_augment, should_advance,
                                         stage_indices, stage_seed)
 from banglaocr.train.loss import batch_token_weights, supervised_token_count
@@ -79,7 +79,7 @@ from banglaocr.train.optim import build_optimizer
 from banglaocr.train.precision import mixed_precision, refuse_half_precision_trainables, stop_message, window_warnings
 from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
 from banglaocr.train.schedule import build_scheduler
-from banglaocr.train.threads import busy_cpus, cpu_threads, machine_cpus
+from banglaocr.train.threads import choose_threads
 from banglaocr.train.wandb_report import finish_wandb, start_wandb
 from banglaocr.train.wandb_report import log_row as wandb_log_row
 
@@ -316,15 +316,9 @@ class TrainingRun:
         self.main = self.accelerator.is_main_process
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         if self.accelerator.device.type == "cpu" or self.cfg.threads is not None:
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
-            # An explicit OMP_NUM_THREADS (torchrun sets 1 per process) is the user's choice too.
-            requested = self.cfg.threads or _env_threads()
-            cpus, load = machine_cpus(), busy_cpus()  # read once: the note says what the choice used
-            threads = cpu_threads(requested, cpus, local, load)
+            threads, self.threads_note = choose_threads(self.cfg.threads, self.world)
             self.previous_threads = torch.get_num_threads()  # put back by release()
             torch.set_num_threads(threads)
-            self.threads_note = (f"torch threads: {threads} per process ({cpus} CPUs, load "
-                                 f"{load:.1f}{'' if requested is None else ', as set'})")
         if self.recipe.model.device_map is not None and self.world > 1:
             raise UserError("model.device_map=auto splits ONE process over the GPUs; do not combine it with "
                             "multi-process (DDP) launches - use one or the other")
@@ -919,39 +913,6 @@ class TrainingRun:
 
 
 # --------------------------------------------------------------------------- helpers of the run
-
-
-UNPROVEN_ENGINES = {"DEEPSPEED": "DeepSpeed", "FSDP": "FSDP", "MEGATRON_LM": "Megatron-LM"}
-"""Engines accelerate offers that this loop is not tested with: they step the optimizer, clip and save
-differently (DeepSpeed steps inside backward; FSDP shards the trainable weights and clips per shard)."""
-
-
-def refuse_unproven_engine(distributed_type: str | None = None) -> None:
-    """One clear line (exit 2) instead of a run on an engine nothing here proves: DDP (one or many
-    machines) and `model.device_map=auto` are what banglaocr train supports.
-
-    >>> refuse_unproven_engine("MULTI_GPU")
-    >>> refuse_unproven_engine("DEEPSPEED")
-    Traceback (most recent call last):
-    ...
-    banglaocr.errors.UserError: DeepSpeed is not supported by banglaocr train (untested with this loop): use DDP - accelerate launch --multi_gpu, on one or several machines (docs/distributed.md) - and model.device_map=auto or model.quantization for a model too big for one GPU
-    """
-    from accelerate.utils import parse_flag_from_env
-
-    asked = distributed_type
-    if asked is None:  # before the Accelerator exists: what `accelerate launch` asked for
-        asked = next((name for name, flag in (("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP"),
-                                               ("MEGATRON_LM", "ACCELERATE_USE_MEGATRON_LM"))
-                      if parse_flag_from_env(flag)), None)
-    if asked in UNPROVEN_ENGINES:
-        raise UserError(f"{UNPROVEN_ENGINES[asked]} is not supported by banglaocr train (untested with this loop): "
-                        "use DDP - accelerate launch --multi_gpu, on one or several machines (docs/distributed.md) - "
-                        "and model.device_map=auto or model.quantization for a model too big for one GPU")
-
-
-def _env_threads() -> int | None:
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _char_weights(confusion: dict, cap: float) -> dict[str, float]:

@@ -31,6 +31,25 @@ def cpu_threads(requested: int | None, cpus: int, local_processes: int, load: fl
     return max(1, min(cpus // max(local_processes, 1), idle // max(local_processes, 1)))
 
 
+def choose_threads(requested: int | None, processes: int) -> tuple[int, str]:
+    """The thread count of this training process and the note that says how it was chosen: `requested`
+    (train.threads), else an explicit OMP_NUM_THREADS (torchrun sets 1 per process: the user's choice too),
+    else `cpu_threads` over this machine's CPUs and load, shared by its `processes` (LOCAL_WORLD_SIZE if set).
+
+    >>> choose_threads(3, 1)
+    (3, 'torch threads: 3 per process (as set)')
+    """
+    if requested is not None:
+        return requested, f"torch threads: {requested} per process (as set)"
+    from_env = os.environ.get("OMP_NUM_THREADS", "")
+    requested = int(from_env) if from_env.isdigit() and int(from_env) > 0 else None
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+    cpus, load = machine_cpus(), busy_cpus()  # read once: the note says what the choice used
+    threads = cpu_threads(requested, cpus, local, load)
+    return threads, (f"torch threads: {threads} per process ({cpus} CPUs, load "
+                     f"{load:.1f}{'' if requested is None else ', as set'})")
+
+
 def machine_cpus() -> int:
     """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
