@@ -7,6 +7,11 @@ so memory holds one chunk of images, not the split; under several processes the 
 batches of a chunk are dealt out and the texts gathered (`read_images`): every process gets every row,
 in input order, and the scores are exactly those of one process.
 
+A sample whose logits turned non-finite while it was read (an fp16 overflow, `infer.NONFINITE_ERROR`)
+is scored as an EMPTY prediction - every reference character a deletion, never the garbage the model
+wrote - marked `nonfinite` in its row and counted in the scores' `nonfinite_logits`, so an overflow
+can only make the scores worse, and says so.
+
 >>> import torch
 >>> from banglaocr.config import ModelConfig
 >>> from banglaocr.data.sources import Record
@@ -39,7 +44,8 @@ class Evaluation:
     scores: dict | None
     """`metrics.aggregate_scores` of the rows (CER, WER, ...); None when no image could be read."""
     rows: list[dict]
-    """One per readable record, in input order: `id`, `reference`, `prediction` and its `sample_scores`."""
+    """One per readable record, in input order: `id`, `reference`, `prediction`, its `sample_scores`, and
+    `nonfinite` (True: the logits turned non-finite; `prediction` is then "")."""
     unreadable: list[tuple[str, str]]
     """(record id, error) of each image that could not be decoded, in input order."""
 
@@ -60,9 +66,13 @@ def evaluate_records(model: Any, tokenizer: Any, records: Sequence[Any], setting
                            chunk_size=chunk_size or CHUNK_IMAGES, on_batch=on_batch, process_index=process_index,
                            num_processes=num_processes)
     for record, reading in zip(records, readings):
-        if reading.error is not None:
+        if reading.error is not None and not reading.nonfinite:
             unreadable.append((record.id, reading.error))
             continue
-        rows.append({"id": record.id, "reference": record.text, "prediction": reading.text,
-                     **sample_scores(record.text, reading.text)})
-    return Evaluation(scores=aggregate_scores(rows) if rows else None, rows=rows, unreadable=unreadable)
+        prediction = "" if reading.nonfinite else reading.text
+        rows.append({"id": record.id, "reference": record.text, "prediction": prediction,
+                     **sample_scores(record.text, prediction), "nonfinite": reading.nonfinite})
+    scores = None
+    if rows:
+        scores = {**aggregate_scores(rows), "nonfinite_logits": sum(row["nonfinite"] for row in rows)}
+    return Evaluation(scores=scores, rows=rows, unreadable=unreadable)

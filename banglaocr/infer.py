@@ -1,12 +1,23 @@
 """Batched generation: word images -> normalised Bangla text. Used by train-time eval, `eval`, `predict`.
 
-Images are resized to the model's image budget, batched in order of width (less padding, so
-fewer wasted visual tokens), prompts are LEFT-padded (generation appends on the right), decoding
-is greedy unless `num_beams > 1`, generation stops at `<|im_end|>`, and the text goes through the
-same normaliser as the labels. Results come back in input order.
+Images are resized to the model's image geometry, batched by size (equal heights, similar widths:
+less padding, so fewer wasted visual tokens), prompts are LEFT-padded (generation appends on the
+right), decoding is greedy unless `num_beams > 1`, generation stops at `<|im_end|>`, and the text
+goes through the same normaliser as the labels. Results come back in input order. A row whose
+logits turn non-finite while it is generated (an fp16 overflow) comes back as None, never as the
+garbage the argmax of NaN / inf would write.
 
 A model folder written by banglaocr carries `banglaocr.json` (`ReadSettings`: image budget,
-prompt, `max_new_tokens`), so eval / predict read images exactly the way training showed them.
+prompt, `max_new_tokens`), so eval / predict read images exactly the way training showed them, and
+`generation_config.json` (greedy, `max_new_tokens`, stop at `<|im_end|>`) for other readers. A model
+without `banglaocr.json` (a base from the hub) is read by its own preprocessing (`QwenResize` from its
+preprocessor_config.json), as plain transformers reads it.
+
+Outside banglaocr: Qwen's image processor cannot resize to the budget (`smart_resize` keeps the
+area, banglaocr a fixed height: on the shipped tiny model's config a 300x100 crop becomes 64x192
+in plain transformers, 32x192 here). The `preprocessor_config.json` banglaocr writes only promises
+that a crop ALREADY at budget size passes through unchanged; `prepare_image` gives that crop (and the
+prompt), and the model card's snippet does the same without banglaocr.
 
 `load_for_inference` loads whatever a user names - a hub id, a full / merged / adapter model
 folder, a training output folder - with those settings, on the best device and dtype at hand;
@@ -15,30 +26,39 @@ into an error `Reading` instead of stopping the rest.
 
 >>> from PIL import Image
 >>> from banglaocr.config import ImageConfig
->>> order_by_width([Image.new("RGB", (w, 32)) for w in (64, 256, 128)], ImageConfig(height=32))
-[1, 2, 0]
+>>> reading_batches([Image.new("RGB", (w, 32)) for w in (64, 256, 128)], ImageConfig(height=32), batch_size=2)
+[[1, 2], [0]]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from PIL import Image
 
+from banglaocr import hub
 from banglaocr.config import DataConfig, ImageConfig, ModelConfig
-from banglaocr.data.collate import Collator, finish_batch_on_device
-from banglaocr.data.pixels import budget_width, resize_to_budget
-from banglaocr.errors import UserError
+from banglaocr.data.collate import Collator, finish_batch_on_device, generation_batch
+from banglaocr.data.pixels import MERGE_SIZE, TOKEN_PIXELS, ImageGeometry, QwenResize, model_size, resize_for_model
+from banglaocr.errors import UserError, first_line
 from banglaocr.model.shipped import looks_like_path, shipped_model
 from banglaocr.model.tokenizers import special_token_ids
 from banglaocr.text import normalize
 
 SETTINGS_FILE = "banglaocr.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+GENERATION_FILE = "generation_config.json"
+NONFINITE_ERROR = ("non-finite logits while generating (an fp16 overflow?): nothing was read; "
+                   "read with --precision fp32, or bf16 on a GPU that has it")
+"""The error of a row whose logits turned NaN / inf before it ended (`generate_texts` gives None)."""
+
+QWEN_DEFAULT_PIXELS = (56 * 56, 28 * 28 * 1280)
+"""(min, max) pixels of transformers' Qwen2-VL image processor when preprocessor_config.json states none."""
 
 VIDEO_PREPROCESSOR = {
     # Qwen3-VL's video processor with its own defaults. Without this file AutoProcessor falls back
@@ -52,72 +72,350 @@ VIDEO_PREPROCESSOR = {
 
 @dataclass(frozen=True)
 class ReadSettings:
-    """How a model reads an image: the image budget, the prompt and the generation length."""
+    """How a model reads an image: the image geometry, the prompt and the generation length."""
 
-    image: ImageConfig
+    image: ImageGeometry
+    """The budget (`ImageConfig`) banglaocr trained with, or Qwen's own `QwenResize` for a model it did not."""
     prompt: str
     max_new_tokens: int
+    origin: str = field(default="", compare=False)
+    """Where the settings came from, in words (`banglaocr.json in runs/x/best`, ...): reports say it."""
 
     def to_dict(self) -> dict:
-        return {"image": dataclasses.asdict(self.image), "prompt": self.prompt,
-                "max_new_tokens": self.max_new_tokens}
+        image = dataclasses.asdict(self.image)
+        if isinstance(self.image, QwenResize):
+            image = {"geometry": "qwen", **image}
+        return {"image": image, "prompt": self.prompt, "max_new_tokens": self.max_new_tokens}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "ReadSettings":
-        return cls(image=ImageConfig(**raw["image"]), prompt=raw["prompt"], max_new_tokens=int(raw["max_new_tokens"]))
+    def from_dict(cls, raw: dict, origin: str = "") -> "ReadSettings":
+        image = dict(raw["image"])
+        geometry = QwenResize(**{k: v for k, v in image.items() if k != "geometry"}) \
+            if image.get("geometry") == "qwen" else ImageConfig(**image)
+        return cls(image=geometry, prompt=raw["prompt"], max_new_tokens=int(raw["max_new_tokens"]), origin=origin)
+
+    @property
+    def trained(self) -> bool:
+        """True for settings a training run wrote (a `banglaocr.json`), False for a model's own or defaults."""
+        return self.origin.startswith(SETTINGS_FILE)
+
+    def geometry(self) -> dict:
+        """The image geometry for reports (eval's summary.json): its kind, its numbers, where it came from.
+
+        >>> default_read_settings().geometry()["kind"]
+        'budget'
+        """
+        kind = "qwen_smart_resize" if isinstance(self.image, QwenResize) else "budget"
+        return {"kind": kind, **dataclasses.asdict(self.image), "from": self.origin,
+                "description": self.describe_geometry()}
+
+    def describe_geometry(self) -> str:
+        """The image geometry in one line.
+
+        >>> ReadSettings(QwenResize(65536, 16777216), "লেখো", 32, origin="its preprocessor_config.json").describe_geometry()
+        "Qwen's own smart_resize, 65,536 to 16,777,216 pixels (its preprocessor_config.json)"
+        """
+        image = self.image
+        if isinstance(image, QwenResize):
+            text = f"Qwen's own smart_resize, {image.min_pixels:,} to {image.max_pixels:,} pixels"
+        else:
+            text = (f"budget: height {image.height}, width {image.min_width}-{image.max_width}"
+                    + (f", stretch {image.stretch:g}" if image.stretch != 1.0 else "")
+                    + (", tight crop" if image.tight_crop else ""))
+        return f"{text} ({self.origin})" if self.origin else text
 
 
 def default_read_settings() -> ReadSettings:
-    """Settings for a model folder without `banglaocr.json` (e.g. the base model from the hub)."""
-    return ReadSettings(image=ImageConfig(), prompt=DataConfig(source="-").prompt, max_new_tokens=32)
+    """Settings for a model folder without `banglaocr.json` nor a preprocessor_config.json to read by."""
+    return ReadSettings(image=ImageConfig(), prompt=DataConfig(source="-").prompt, max_new_tokens=32,
+                        origin="default budget")
 
 
-def save_read_settings(folder: str | Path, settings: ReadSettings) -> None:
-    """Write `banglaocr.json`, a `preprocessor_config.json` that does not upscale word crops, and Qwen3-VL's
-    `video_preprocessor_config.json` (so `AutoProcessor` builds the right processor where torchvision exists).
+def generation_config(tokenizer: Any, max_new_tokens: int):
+    """The `GenerationConfig` of banglaocr's reading: greedy, `max_new_tokens`, stop at `<|im_end|>` only.
 
-    Qwen3-VL-2B's own image processor upscales every image to >= 65,536 pixels; the config
-    written here sets min_pixels to the budget's smallest image, so plain transformers / vLLM
-    keep word crops at the size the model was trained on.
+    >>> from banglaocr.model.tokenizers import build_char_tokenizer
+    >>> config = generation_config(build_char_tokenizer(), 24)
+    >>> config.do_sample, config.max_new_tokens, config.eos_token_id, config.pad_token_id
+    (False, 24, 2, 0)
+    """
+    from transformers import GenerationConfig
+
+    from banglaocr.model.tokenizers import special_token_ids
+
+    ids = special_token_ids(tokenizer)
+    # A plain `model.generate(**inputs)` then reads like `banglaocr predict` (Qwen3-VL's own
+    # generation_config.json samples, and a base's applies to an adapter unless the adapter has one).
+    return GenerationConfig(bos_token_id=ids["pad"], eos_token_id=ids["im_end"], pad_token_id=ids["pad"],
+                            do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
+
+
+def _pixel_limits(image: ImageGeometry) -> tuple[int, int]:
+    """(min, max) pixels of Qwen's image processor that leave an image of this geometry as it is."""
+    if isinstance(image, QwenResize):
+        return image.min_pixels, image.max_pixels
+    return image.height * image.min_width, image.height * image.max_width
+
+
+def save_read_settings(folder: str | Path, settings: ReadSettings, *, tokenizer: Any = None) -> None:
+    """Write what a reader outside banglaocr needs into a model folder: `banglaocr.json` (the settings),
+    `generation_config.json` (`generation_config`), `preprocessor_config.json` and Qwen3-VL's
+    `video_preprocessor_config.json` (so `AutoProcessor` builds the right processor where torchvision is).
+
+    `tokenizer`: the model's (its special token ids go into generation_config.json); default: the
+    tokenizer already saved in `folder`. The preprocessor config's pixel limits are the budget's
+    smallest and largest image: a crop ALREADY resized to the budget (`prepare_image`) passes Qwen's
+    `smart_resize` unchanged. It cannot do the resizing itself - smart_resize keeps the area, not the
+    height (module docstring) - so plain transformers / vLLM must be given the resized crop.
+
+    >>> import tempfile
+    >>> from banglaocr.model.tokenizers import build_char_tokenizer
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> save_read_settings(folder, default_read_settings(), tokenizer=build_char_tokenizer())
+    >>> sorted(p.name for p in folder.iterdir())
+    ['banglaocr.json', 'generation_config.json', 'preprocessor_config.json', 'video_preprocessor_config.json']
     """
     folder = Path(folder)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
     (folder / SETTINGS_FILE).write_text(json.dumps(settings.to_dict(), ensure_ascii=False, indent=2),
                                         encoding="utf-8")
-    image = settings.image
+    generation_config(tokenizer, settings.max_new_tokens).save_pretrained(str(folder))
+    smallest, largest = _pixel_limits(settings.image)
     preprocessor = {
         "image_processor_type": "Qwen2VLImageProcessor",
         "processor_class": "Qwen3VLProcessor",
         "do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
         "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_convert_rgb": True,
         "patch_size": 16, "temporal_patch_size": 2, "merge_size": 2,
-        "size": {"shortest_edge": image.height * image.min_width, "longest_edge": image.height * image.max_width},
+        "size": {"shortest_edge": smallest, "longest_edge": largest},
     }
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
+    (folder / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
     (folder / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_PREPROCESSOR, indent=2), encoding="utf-8")
 
 
 def load_read_settings(folder: str | Path) -> ReadSettings | None:
+    """The `banglaocr.json` of `folder`, or None when it has none."""
     path = Path(folder) / SETTINGS_FILE
     if not path.is_file():
         return None
-    return ReadSettings.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return ReadSettings.from_dict(json.loads(path.read_text(encoding="utf-8")), origin=f"{SETTINGS_FILE} in {folder}")
 
 
-def order_by_width(images: list[Image.Image], image_cfg: ImageConfig) -> list[int]:
-    """Indices of `images`, widest budget width first (batches of similar width pad less)."""
-    widths = [budget_width(image.height, image.width, image_cfg) for image in images]
-    return sorted(range(len(images)), key=lambda i: (-widths[i], i))
+def _preprocessor_file(name: str) -> Path | None:
+    """The preprocessor_config.json of a model folder, or of a hub id (from the cache when the hub does not
+    answer); None when there is none."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path / PREPROCESSOR_FILE if (path / PREPROCESSOR_FILE).is_file() else None
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(name, PREPROCESSOR_FILE, local_files_only=hub.offline() or hub.unreachable() is not None,
+                            _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+    except (OSError, ValueError):
+        return None
+    return Path(found) if found else None
+
+
+def own_read_settings(name: str) -> ReadSettings | None:
+    """How a model banglaocr did not train reads by its own preprocessing: `QwenResize` with the pixel
+    limits of its preprocessor_config.json (a model folder or a hub id), the default prompt and length;
+    None when it has no such file.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / PREPROCESSOR_FILE).write_text('{"size": {"shortest_edge": 65536, "longest_edge": 16777216}}')
+    >>> own_read_settings(str(folder)).image
+    QwenResize(min_pixels=65536, max_pixels=16777216)
+    """
+    path = _preprocessor_file(name)
+    if path is None:
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        size = raw.get("size") or {}
+        smallest = int(raw.get("min_pixels") or size.get("shortest_edge") or QWEN_DEFAULT_PIXELS[0])
+        largest = int(raw.get("max_pixels") or size.get("longest_edge") or QWEN_DEFAULT_PIXELS[1])
+        factor = int(raw.get("patch_size", 16)) * int(raw.get("merge_size", 2))
+        geometry = QwenResize(min_pixels=smallest, max_pixels=largest)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"cannot read the image settings {path}: {first_line(err)}") from None
+    if factor != TOKEN_PIXELS:
+        raise UserError(f"{path} describes {factor}-pixel visual tokens; banglaocr reads Qwen3-VL models "
+                        f"({TOKEN_PIXELS}-pixel tokens: 16-pixel patches merged 2x2)")
+    default = default_read_settings()
+    return ReadSettings(image=geometry, prompt=default.prompt, max_new_tokens=default.max_new_tokens,
+                        origin=f"{PREPROCESSOR_FILE} of {name}")
+
+
+def read_settings(model: str, adapter: str | None = None) -> ReadSettings:
+    """The settings `model` (with `adapter` on it) is read with, without loading any weights.
+
+    In order: the `banglaocr.json` of the adapter, then of the model (a model banglaocr trained is read
+    the way training showed it images); else the model's own preprocessing (`own_read_settings`: the
+    adapter's, the model's, an adapter folder's base's preprocessor_config.json); else
+    `default_read_settings()`. `model` and `adapter` are named as `load_for_inference` takes them.
+
+    >>> read_settings("tiny").image
+    ImageConfig(height=32, max_width=384, min_width=32, stretch=2.0, tight_crop=True)
+    """
+    from banglaocr.model.factory import adapter_base
+
+    name = resolve_model(model)
+    folders: list[str] = []
+    if adapter is not None:
+        folders.append(str(resolve_adapter_folder(adapter)))
+    folders.append(name)
+    if (Path(name) / "adapter_config.json").is_file():
+        folders.append(adapter_base(Path(name)))
+    for folder in folders:
+        settings = load_read_settings(folder) if Path(folder).is_dir() else None
+        if settings is not None:
+            return settings
+    for folder in folders:
+        settings = own_read_settings(folder)
+        if settings is not None:
+            return settings
+    return dataclasses.replace(default_read_settings(),
+                               origin=f"default budget: no {SETTINGS_FILE} nor {PREPROCESSOR_FILE} for {model}")
+
+
+# --------------------------------------------------------------------------- the exact input, for any reader
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One word image exactly as banglaocr shows it to a model, with the prompt it asks (`prepare_image`)."""
+
+    image: Image.Image
+    """The pixels: decoded (EXIF orientation, transparency on white), resized to the model's geometry (RGB)."""
+    prompt: str
+    """The question after the image (the training prompt)."""
+    max_new_tokens: int
+    """The generation length banglaocr reads with (also in the folder's generation_config.json)."""
+    blank: bool
+    """The image holds no ink: banglaocr reads it as "" without asking the model (which would invent a word)."""
+
+    @property
+    def messages(self) -> list[dict]:
+        """The chat for `processor.apply_chat_template(messages, add_generation_prompt=True, ...)` (or vLLM's
+        `LLM.chat`): one user turn, the image then the prompt - the training sequence, token for token."""
+        return [{"role": "user", "content": [{"type": "image", "image": self.image},
+                                             {"type": "text", "text": self.prompt}]}]
+
+    def chat_text(self, tokenizer: Any) -> str:
+        """The prompt as text with ONE `<|image_pad|>` (which processors / vLLM expand to the image's visual
+        tokens), ending with the assistant turn's start - what generation continues from.
+
+        >>> from banglaocr.model.tokenizers import build_char_tokenizer
+        >>> prepared = PreparedImage(Image.new("RGB", (64, 32)), "লেখো", 24, blank=True)
+        >>> prepared.chat_text(build_char_tokenizer())
+        '<|im_start|>user\\n<|vision_start|><|image_pad|><|vision_end|>লেখো<|im_end|>\\n<|im_start|>assistant\\n'
+        """
+        one_token = [[1, MERGE_SIZE, MERGE_SIZE]]  # a grid of 2x2 patches = one visual token
+        return tokenizer.decode(generation_batch(tokenizer, self.prompt, one_token)["input_ids"][0])
+
+
+def prepare_image(image: Any, model: str | Path) -> PreparedImage:
+    """The exact pixels and prompt banglaocr reads `image` with, for the model `model`: feed them to
+    plain transformers, vLLM or anything else and the model sees what `banglaocr predict` shows it.
+
+    `image`: a file path, a PIL image or encoded bytes. `model`: what `--model` takes - a model,
+    merged or adapter folder, a training output folder, `tiny`, a hub id (`read_settings` says which
+    settings apply: the folder's banglaocr.json, else the model's own preprocessing).
+
+    >>> prepared = prepare_image(Image.new("RGB", (300, 100), "white"), "tiny")
+    >>> prepared.image.size, prepared.prompt, prepared.blank
+    ((192, 32), 'লেখো', True)
+
+    With plain transformers (`processor = AutoProcessor.from_pretrained(folder)`)::
+
+        inputs = processor.apply_chat_template(prepared.messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=True, return_tensors="pt")
+        model.generate(**inputs)   # greedy, stops at <|im_end|>: the folder's generation_config.json
+    """
+    from banglaocr.data.sources import UnreadableImage, open_image
+
+    settings = read_settings(str(model))
+    try:
+        decoded = open_image(image)
+    except UnreadableImage as err:
+        shown = image if isinstance(image, (str, Path)) else type(image).__name__
+        raise UserError(f"cannot read {shown}: {err}") from None
+    return PreparedImage(image=resize_for_model(decoded, settings.image), prompt=settings.prompt,
+                         max_new_tokens=settings.max_new_tokens, blank=_is_blank(decoded))
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def reading_batches(images: list[Image.Image], geometry: ImageGeometry, batch_size: int) -> list[list[int]]:
+    """Indices of `images` cut into generation batches: one height per batch (patchify needs it), widest
+    first (batches of similar width pad less), at most `batch_size` each. Ties keep input order."""
+    sizes = [model_size(image.height, image.width, geometry) for image in images]
+    order = sorted(range(len(images)), key=lambda i: (-sizes[i][0], -sizes[i][1], i))
+    batches: list[list[int]] = []
+    for index in order:
+        if not batches or len(batches[-1]) >= batch_size or sizes[batches[-1][0]][0] != sizes[index][0]:
+            batches.append([])
+        batches[-1].append(index)
+    return batches
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    # Where the input embedding runs: under model.device_map the first parameter may be offloaded
+    # (meta) or on another GPU than the embedding.
+    from banglaocr.model.placement import input_device
+
+    return input_device(model)
+
+
+class NonFiniteRows:
+    """A logits processor for `generate` that notes which batch rows met non-finite logits (NaN / inf:
+    an fp16 overflow) before they ended; their text would be the argmax of garbage.
+
+    One reduction over the vocabulary per step, kept on the device (read once, after generation).
+    Rows count from the step a row ended at `eos_id` no more. Beams: a row is flagged when any of its
+    beams is.
+
+    >>> rows = NonFiniteRows(prompt_length=1, eos_id=2, num_beams=1)
+    >>> _ = rows(torch.tensor([[5, 7], [5, 2]]), torch.tensor([[0.0, float("nan")], [float("inf"), 0.0]]))
+    >>> rows.flagged()
+    [True, False]
+    """
+
+    def __init__(self, prompt_length: int, eos_id: int, num_beams: int) -> None:
+        self.prompt_length, self.eos_id, self.num_beams = prompt_length, eos_id, num_beams
+        self.seen: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        bad = ~torch.isfinite(scores).all(dim=-1)
+        ended = (input_ids[:, self.prompt_length:] == self.eos_id).any(dim=-1)
+        bad = (bad & ~ended).view(-1, self.num_beams).any(dim=-1)
+        self.seen = bad if self.seen is None else self.seen | bad
+        return scores
+
+    def flagged(self) -> list[bool]:
+        return [] if self.seen is None else self.seen.tolist()
+
+
+def _logits_processors(watch: NonFiniteRows):
+    from transformers import LogitsProcessorList
+
+    # Not a LogitsProcessor subclass (that would import transformers' generation at import time);
+    # generate only calls what the list holds.
+    return LogitsProcessorList([watch])
 
 
 @torch.no_grad()
 def generate_texts(model: Any, tokenizer: Any, images: list[Image.Image], settings: ReadSettings,
                    batch_size: int = 16, num_beams: int = 1, device: torch.device | str | None = None,
-                   on_batch: Callable[[int], None] | None = None) -> list[str]:
-    """Read every image; return normalised texts in input order.
+                   on_batch: Callable[[int], None] | None = None) -> list[str | None]:
+    """Read every image; return normalised texts in input order (None: non-finite logits, `NONFINITE_ERROR`).
 
     `model` is a Qwen3-VL (or a PeftModel around one) - not a DDP wrapper. `on_batch(n)` is
     called after each batch with the number of images done in it (progress bars).
@@ -127,25 +425,24 @@ def generate_texts(model: Any, tokenizer: Any, images: list[Image.Image], settin
     device = torch.device(device) if device is not None else _model_device(model)
     ids = special_token_ids(tokenizer)
     collate = Collator(tokenizer, settings.prompt, train=False)
-    order = order_by_width(images, settings.image)
-    results: list[str] = [""] * len(images)
+    results: list[str | None] = [""] * len(images)
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = collate([{"image": resize_to_budget(images[i], settings.image)} for i in chunk])
+        for chunk in reading_batches(images, settings.image, batch_size):
+            batch = collate([{"image": resize_for_model(images[i], settings.image)} for i in chunk])
             inputs = finish_batch_on_device(batch, device)
+            watch = NonFiniteRows(inputs["input_ids"].shape[1], ids["im_end"], num_beams)
             output = model.generate(
                 **inputs, max_new_tokens=settings.max_new_tokens, num_beams=num_beams,
                 do_sample=False,  # Qwen3-VL's shipped generation config samples; OCR wants the argmax
-                eos_token_id=ids["im_end"], pad_token_id=ids["pad"],
+                eos_token_id=ids["im_end"], pad_token_id=ids["pad"], logits_processor=_logits_processors(watch),
             )
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
-            for index, row in zip(chunk, new_tokens.tolist()):
+            for index, row, nonfinite in zip(chunk, new_tokens.tolist(), watch.flagged() or [False] * len(chunk)):
                 if ids["im_end"] in row:
                     row = row[:row.index(ids["im_end"])]
-                results[index] = normalize(tokenizer.decode(row, skip_special_tokens=True))
+                results[index] = None if nonfinite else normalize(tokenizer.decode(row, skip_special_tokens=True))
             if on_batch is not None:
                 on_batch(len(chunk))
     finally:
@@ -277,7 +574,9 @@ def load_for_inference(model: str, adapter: str | None = None, precision: str = 
     `adapter_config.json` names the base, loaded first), a training output folder (its `best/`,
     else `final/`) or a checkpoint folder (see `resolve_model`). `adapter`: an adapter folder
     (or a LoRA run's output folder) applied on top of `model`, which is then its base.
-    Settings come from `banglaocr.json` (the adapter's first, then the model's), else
+    Settings: `read_settings` - the `banglaocr.json` of the adapter, then of the model; for a model
+    banglaocr did not train (a hub base), its own preprocessing (`QwenResize` from its
+    preprocessor_config.json), so its zero-shot score is the one plain transformers gives; else
     `default_read_settings()`. `device`: default cuda if available, else cpu; `precision`
     `auto` picks bf16 / fp16 / fp32 (`inference_precision`). The model is in eval mode with
     no parameter requiring gradients, on `device`.
@@ -295,6 +594,7 @@ def load_for_inference(model: str, adapter: str | None = None, precision: str = 
     adapter_dir = resolve_adapter_folder(adapter) if adapter is not None else None
     if adapter_dir is not None and (Path(name) / "adapter_config.json").is_file():
         raise UserError(f"{model} is itself an adapter folder: with --adapter, --model must be the base model")
+    settings = read_settings(model, adapter)  # before the weights: a bad preprocessor_config.json fails fast
 
     # dtype is set explicitly: load_model's `auto` means fp32 master weights for a full folder
     # (right for training it, twice the memory and slower for reading with it).
@@ -313,14 +613,7 @@ def load_for_inference(model: str, adapter: str | None = None, precision: str = 
     network.eval()
     network.to(target)
     loaded = dataclasses.replace(loaded, model=network, is_peft=loaded.is_peft or adapter_dir is not None)
-
-    settings = None
-    for folder in (adapter_dir, Path(name)):
-        if folder is not None and folder.is_dir():
-            settings = load_read_settings(folder)
-            if settings is not None:
-                break
-    return loaded, settings or default_read_settings()
+    return loaded, settings
 
 
 # --------------------------------------------------------------------------- reading many images
@@ -333,12 +626,15 @@ class Reading:
     source: Any
     """The input as given (a path, a `Record`, ...)."""
     text: str | None
-    """The normalised text the model read; None when the image could not be decoded."""
+    """The normalised text the model read; None when the image could not be decoded or read."""
     error: str | None = None
-    """Why the image could not be decoded (one line); None on success."""
+    """Why the image could not be decoded, or `NONFINITE_ERROR` (one line); None on success."""
     blank: bool = False
     """The image holds no ink (`pixels.ink_box` finds none, nor on the inverted image): `text` is ""
     without asking the model, which would invent a word."""
+    nonfinite: bool = False
+    """The logits turned non-finite while this image was read (an fp16 overflow): `text` is None and
+    `error` is `NONFINITE_ERROR` instead of the garbage the model wrote."""
 
 
 def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: ReadSettings,
@@ -349,13 +645,13 @@ def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: Re
 
     `sources` are whatever `open_image` takes (paths, `Record`s, bytes). An image that fails to
     decode becomes a `Reading` with `error` set and the rest go on; a blank image (no ink) becomes
-    an empty `Reading` with `blank` set, not shown to the model. Images are decoded `chunk_size`
-    at a time, so memory stays bounded however many there are (each chunk is ordered by width
-    inside `generate_texts`). `on_batch(n)` is called with the number of inputs finished (read,
+    an empty `Reading` with `blank` set, not shown to the model; an image whose logits turned
+    non-finite, a `Reading` with `nonfinite` set. Images are decoded `chunk_size` at a time, so
+    memory stays bounded however many there are (each chunk is batched by size inside `generate_texts`). `on_batch(n)` is called with the number of inputs finished (read,
     blank or failed) by this process.
 
     Several processes (`process_index` of `num_processes`, e.g. under `accelerate launch`): every
-    process decodes the chunk, the chunk's width-ordered batches are dealt out (batch k to process
+    process decodes the chunk, the chunk's batches (`reading_batches`) are dealt out (batch k to process
     k % num_processes) and the texts gathered, so every process yields every `Reading`, and the
     batches - hence the texts - are exactly those of one process. All processes must call this with
     the same sources.
@@ -416,21 +712,23 @@ def _read_chunk(model, tokenizer, chunk: list, settings: ReadSettings, reading: 
         elif index in blanks:
             yield Reading(source=source, text="", blank=True)
         else:
-            yield Reading(source=source, text=next(texts))
+            text = next(texts)
+            yield Reading(source=source, text=text) if text is not None else \
+                Reading(source=source, text=None, error=NONFINITE_ERROR, nonfinite=True)
 
 
 def _generate_shared(model, tokenizer, images: list[Image.Image], settings: ReadSettings, reading: tuple[int, int],
-                     on_batch, process_index: int, num_processes: int) -> list[str]:
-    """`generate_texts` over the processes: the width-ordered batches dealt out, the texts gathered."""
+                     on_batch, process_index: int, num_processes: int) -> list[str | None]:
+    """`generate_texts` over the processes: the batches of `reading_batches` dealt out, the texts gathered."""
     batch_size, num_beams = reading
     if num_processes == 1:
         return generate_texts(model, tokenizer, images, settings, batch_size=batch_size, num_beams=num_beams,
                               on_batch=on_batch)
     from accelerate.utils import gather_object
 
-    order = order_by_width(images, settings.image)
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    # Given its batches in this order, generate_texts cuts exactly the same batches again.
+    batches = reading_batches(images, settings.image, batch_size)
+    # Given its batches in this order, generate_texts cuts exactly the same batches again (one height's
+    # batches are full but for its last one, so a process's share of them is cut the same way).
     mine = [index for batch in batches[process_index::num_processes] for index in batch]
     texts = generate_texts(model, tokenizer, [images[i] for i in mine], settings, batch_size=batch_size,
                            num_beams=num_beams, on_batch=on_batch if process_index == 0 else None)

@@ -11,13 +11,17 @@ complete, checked merge (its `merge.json` holds the numbers).
 The merged folder:
 
     config.json, generation_config.json     greedy, stops at <|im_end|>, max_new_tokens from banglaocr.json
+                                            (`infer.save_read_settings`: every banglaocr model folder has it)
     model.safetensors                       every weight in `dtype`
     tokenizer.json, tokenizer_config.json, chat_template.jinja
     preprocessor_config.json                image processor that keeps budget-sized word crops as they are
+                                            (it cannot resize to the budget: `banglaocr.prepare_image` does)
     video_preprocessor_config.json          so AutoProcessor builds Qwen3-VL's own video processor
     banglaocr.json                          image budget, prompt, max_new_tokens (copied from the adapter)
     recipe.yaml                             the training recipe, when the adapter folder has one
     merge.json                              the check: max |logits difference|, tolerance, dtype, sources
+    README.md                               model card (scores carried over; a snippet that reads with plain
+                                            transformers, no banglaocr needed)
 
 Tolerance (on max |merged - adapter| over the probe logits, relative to the logits' scale
 `max(1, max |adapter logits|)`): the reference is always the float32 adapter model.
@@ -233,23 +237,13 @@ def _check_adapter_loaded(model, folder: Path) -> int:
 # --------------------------------------------------------------------------- merge
 
 
-def _generation_config(tokenizer, max_new_tokens: int):
-    from transformers import GenerationConfig
-
-    from banglaocr.model.tokenizers import special_token_ids
-
-    ids = special_token_ids(tokenizer)
-    # Greedy and stopping at <|im_end|> only: exactly what banglaocr's own generation does, so a plain
-    # `model.generate(**inputs)` transcribes like `banglaocr predict`.
-    return GenerationConfig(bos_token_id=ids["pad"], eos_token_id=ids["im_end"], pad_token_id=ids["pad"],
-                            do_sample=False, max_new_tokens=max_new_tokens)
-
-
 def _write_side_files(tmp: Path, adapter: Path, tokenizer, settings) -> None:
     from banglaocr.infer import save_read_settings
 
     tokenizer.save_pretrained(str(tmp))  # tokenizer.json, tokenizer_config.json, chat_template.jinja
-    save_read_settings(tmp, settings)  # banglaocr.json + preprocessor_config.json
+    # banglaocr.json, preprocessor_config.json, and generation_config.json in place of the base's: greedy,
+    # stopping at <|im_end|> only, so a plain `model.generate(**inputs)` transcribes like `banglaocr predict`.
+    save_read_settings(tmp, settings, tokenizer=tokenizer)
     if (adapter / "recipe.yaml").is_file():
         shutil.copy2(adapter / "recipe.yaml", tmp / "recipe.yaml")
 
@@ -265,11 +259,14 @@ def _write_card(tmp: Path, adapter: Path, base_name: str | None) -> None:
 
 def _save_merged(merged, folder: Path, dtype: str, tokenizer, settings, adapter: Path) -> None:
     """The merged model in `dtype`, with generation config, tokenizer, processor files and read settings."""
+    from banglaocr.infer import generation_config
+
     merged = merged.to(getattr(torch, dtype))
     for key in merged.config.sub_configs:  # config.json states one dtype throughout
         if getattr(merged.config, key, None) is not None:
             getattr(merged.config, key).dtype = getattr(torch, dtype)
-    merged.generation_config = _generation_config(tokenizer, settings.max_new_tokens)
+    # The base's may sample; save_pretrained validates and writes it before _write_side_files replaces it.
+    merged.generation_config = generation_config(tokenizer, settings.max_new_tokens)
     merged.save_pretrained(str(folder), safe_serialization=True)
     _write_side_files(folder, adapter, tokenizer, settings)
 

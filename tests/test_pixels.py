@@ -11,11 +11,14 @@ from PIL import Image, ImageDraw
 
 from banglaocr.config import ImageConfig
 from banglaocr.data.pixels import (
+    QwenResize,
     budget_width,
     image_grid,
     images_to_batch,
     ink_box,
+    model_size,
     patchify,
+    resize_for_model,
     resize_to_budget,
     visual_tokens,
 )
@@ -161,3 +164,56 @@ def test_images_to_batch_pads_with_white():
 def test_images_to_batch_needs_equal_heights():
     with pytest.raises(ValueError, match="same height"):
         images_to_batch([Image.new("RGB", (32, 32)), Image.new("RGB", (32, 64))])
+
+
+# --------------------------------------------------------------------------- Qwen's own geometry (smart_resize)
+
+
+def test_qwen_resize_size_equals_transformers_smart_resize():
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    rng = np.random.default_rng(0)
+    sizes = [(100, 300), (64, 192), (16, 16), (48, 80), (33, 1000), (2000, 3000)]
+    sizes += [(int(h), int(w)) for h, w in rng.integers(8, 1500, size=(300, 2))]
+    for min_pixels, max_pixels in [(32 * 32, 32 * 384), (65536, 16777216), (3136, 1003520), (4096, 4096)]:
+        geometry = QwenResize(min_pixels=min_pixels, max_pixels=max_pixels)
+        for height, width in sizes:
+            if max(height, width) / min(height, width) > 200:
+                continue
+            assert geometry.size(height, width) == smart_resize(height, width, factor=32, min_pixels=min_pixels,
+                                                                max_pixels=max_pixels), (height, width, min_pixels)
+
+
+def test_the_budget_and_smart_resize_differ_on_the_same_pixel_limits():
+    """The shipped tiny model's budget (height 32, width 32..384, stretch 2) next to smart_resize with the
+    pixel limits its preprocessor_config.json states: a 300x100 crop is one row of tokens vs two."""
+    budget = ImageConfig(height=32, max_width=384, min_width=32, stretch=2.0)
+    same_limits = QwenResize(min_pixels=32 * 32, max_pixels=32 * 384)
+    assert model_size(100, 300, budget) == (32, 192) and model_size(100, 300, same_limits) == (64, 192)
+    assert resize_for_model(Image.new("RGB", (300, 100), "white"), budget).size == (192, 32)
+
+
+@pytest.mark.parametrize("min_pixels, max_pixels", [(32 * 32, 32 * 384), (65536, 16777216), (4096, 16384)])
+def test_qwen_resize_then_patchify_equals_the_image_processor_on_raw_crops(min_pixels, max_pixels):
+    """Crops of any size, resized by `resize_for_model(QwenResize)` and patchified, give exactly what
+    Qwen's own image processor (with those limits) gives for the raw crop."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    processor = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, temporal_patch_size=2,
+                                         image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                         size={"shortest_edge": min_pixels, "longest_edge": max_pixels})
+    geometry = QwenResize(min_pixels=min_pixels, max_pixels=max_pixels)
+    for seed, (width, height) in enumerate([(173, 41), (300, 100), (90, 77), (33, 60), (640, 64)]):
+        raw = word_like(width, height, seed)
+        expected = processor(images=[raw], return_tensors="pt")
+        pixel_values, grid = patchify(*images_to_batch([resize_for_model(raw, geometry)]))
+        assert grid.tolist() == expected["image_grid_thw"].tolist()
+        assert (pixel_values - expected["pixel_values"]).abs().max().item() < 1e-5
+
+
+def test_qwen_resize_refuses_nonsense_limits_and_sizes_slivers():
+    with pytest.raises(ValueError, match="min_pixels <= max_pixels"):
+        QwenResize(min_pixels=4096, max_pixels=1024)
+    # transformers refuses aspect ratios over 200; banglaocr still gives the sliver a size of whole tokens
+    height, width = QwenResize(1024, 12288).size(1, 1000)
+    assert height >= 32 and width >= 32 and height % 32 == 0 and width % 32 == 0

@@ -13,6 +13,15 @@ inside the training output folder or model folder given as `--model` (the `--ada
 when one is given) - results stay next to what they measure; for a hub id or a folder we may
 not write to, `eval-<split>` in the current folder. Images that cannot be decoded are skipped,
 counted in the summary and named there (a few examples), never dropped silently.
+
+Image geometry (`reading_settings`; the summary's `geometry` and the report's first line say which):
+a model banglaocr trained is read as training showed it images (its `banglaocr.json`); a model
+without one (a base from the hub) by its OWN preprocessing - Qwen's smart_resize with the pixel
+limits of its preprocessor_config.json - so its zero-shot score is the one it has, not one at a
+budget it never saw; unless the user sets a budget: `--recipe` (the recipe's `data.image`, prompt
+and `eval.max_new_tokens`, as training's `eval.before_training` reads the base) or `--image KEY=VALUE`
+(any model, on top of the rest). Samples whose logits turned non-finite (an fp16 overflow) are scored
+as empty predictions, counted in `nonfinite_logits` and said in one line.
 """
 
 from __future__ import annotations
@@ -30,6 +39,12 @@ from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, Model
 from banglaocr.cli.conventions import one_of
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
+ImageOption = Annotated[
+    list[str] | None,
+    typer.Option("--image", metavar="KEY=VALUE",
+                 help="Read at this image budget (repeat: --image height=64 --image max_width=512; keys of "
+                      "a recipe's data.image), whatever the model's own settings."),
+]
 WORST = 10  # worst samples shown after the summary table
 
 
@@ -75,6 +90,33 @@ def _data_config(dataset: str | None, recipe: Path | None, classes: list[str] | 
     return resolve_source(loaded.data, work_dir), loaded.eval
 
 
+def reading_settings(settings, data_cfg, eval_cfg, recipe: Path | None, image: list[str] | None):
+    """The `ReadSettings` to evaluate with: the model's own (`infer.read_settings`), the recipe's budget for
+    a model without banglaocr.json when `--recipe` is given, and `--image` overrides on top.
+
+    >>> from banglaocr.config import DataConfig
+    >>> from banglaocr.infer import read_settings
+    >>> reading_settings(read_settings("tiny"), DataConfig(source="-"), None, None,
+    ...                  ["height=64"]).describe_geometry()  # doctest: +ELLIPSIS
+    'budget: height 64, width 32-384, stretch 2, tight crop (banglaocr.json in ... with --image height=64)'
+    """
+    import dataclasses
+
+    from banglaocr.config import ImageConfig, recipe_from_dict
+    from banglaocr.infer import ReadSettings
+
+    if recipe is not None and not settings.trained:
+        settings = ReadSettings(image=data_cfg.image, prompt=data_cfg.prompt, max_new_tokens=eval_cfg.max_new_tokens,
+                                origin=f"the budget of the recipe {recipe}")
+    if image:
+        base = settings.image if isinstance(settings.image, ImageConfig) else data_cfg.image
+        # The recipe loader's checks and messages (unknown key, multiple of 32, type), for one section.
+        raw = {"model": {"name_or_path": "-"}, "data": {"source": "-", "image": dataclasses.asdict(base)}}
+        built = recipe_from_dict(raw, [f"data.image.{item}" for item in image]).data.image
+        settings = dataclasses.replace(settings, image=built, origin=f"{settings.origin} with --image {' '.join(image)}")
+    return settings
+
+
 def _records(splits, split: str) -> list:
     from banglaocr.errors import UserError
 
@@ -85,17 +127,17 @@ def _records(splits, split: str) -> list:
     return splits.split(split)
 
 
-def evaluate(model: str, adapter: str | None, records: list, batch_size: int, num_beams: int,
+def evaluate(model: str, adapter: str | None, records: list, settings, batch_size: int, num_beams: int,
              precision: str, device: str | None, show_progress: bool):
-    """Generate for every record: (scores and run facts, per-sample rows in input order, `SkipReport`
-    of the images that could not be decoded). Under `accelerate launch` the processes share the
-    generation (`evaluation.evaluate_records`) and every one returns the same."""
+    """Generate for every record with `settings` (`reading_settings`): (scores and run facts, per-sample rows
+    in input order, `SkipReport` of the images that could not be decoded). Under `accelerate launch` the
+    processes share the generation (`evaluation.evaluate_records`) and every one returns the same."""
     from banglaocr.data.sources import SkipReport, unreadable_reason
     from banglaocr.errors import UserError
     from banglaocr.evaluation import evaluate_records
 
     rank, world, launched_device = launched_processes()
-    loaded, settings = load_quietly(model, adapter, precision, device or launched_device)
+    loaded, _ = load_quietly(model, adapter, precision, device or launched_device)
     start = time.perf_counter()
     with progress_bar(len(records), "eval", show=show_progress and rank == 0) as advance:
         result = evaluate_records(loaded.model, loaded.tokenizer, records, settings, batch_size=batch_size,
@@ -118,6 +160,7 @@ def evaluate(model: str, adapter: str | None, records: list, batch_size: int, nu
         "device": str(parameter.device),
         "dtype": str(parameter.dtype).replace("torch.", ""),
         "max_new_tokens": settings.max_new_tokens,
+        "geometry": settings.geometry(),
         "processes": world,
     })
     return scores, rows, unreadable
@@ -140,6 +183,7 @@ def eval_command(
                           "training recipe's data.classes did, so the seeded split is the same."),
     ] = None,
     recipe: RecipeOption = None,
+    image: ImageOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", metavar="DIR",
                                   help="Output folder (default: eval-SPLIT in the model folder).")
@@ -164,23 +208,25 @@ def eval_command(
 
     Example: banglaocr eval --model runs/cpu_demo --recipe runs/cpu_demo/recipe.yaml
     Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle_t4x2/best --dataset swapnillo/BN-HTR-Handwritten-Dataset --classes word
+    A base read by its own preprocessing (no banglaocr.json): banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --dataset my_words/
     """
     with user_errors():
         from banglaocr.data.sources import load_splits
         from banglaocr.errors import UserError
-        from banglaocr.infer import resolve_model
+        from banglaocr.infer import read_settings, resolve_model
 
         out_dir = out or default_out_dir(model, adapter, split)
         check_writable(out_dir, "folder")  # before minutes of loading and reading, not after
         data_cfg, eval_cfg = _data_config(dataset, recipe, classes)
+        settings = reading_settings(read_settings(model, adapter), data_cfg, eval_cfg, recipe, image)
         splits = load_splits(data_cfg)
         records = _records(splits, split)[:max_samples]
         if not records:
             raise UserError(f"split '{split}' of {data_cfg.source} is empty")
         batch_size = batch_size or (eval_cfg.batch_size if eval_cfg else 16)
         num_beams = num_beams or (eval_cfg.num_beams if eval_cfg else 1)
-        scores, rows, unreadable = evaluate(model, adapter, records, batch_size, num_beams, precision, device,
-                                            show_progress=len(records) > batch_size)
+        scores, rows, unreadable = evaluate(model, adapter, records, settings, batch_size, num_beams, precision,
+                                            device, show_progress=len(records) > batch_size)
         summary = {"model": model, "model_folder": resolve_model(model), "adapter": adapter,
                    "data": data_cfg.source, "split": split, "batch_size": batch_size, "num_beams": num_beams,
                    **scores,
@@ -193,10 +239,20 @@ def eval_command(
 
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
-        return
-    _print_report(summary, rows, out_dir)
-    if unreadable.total:
+    else:
+        _print_report(summary, rows, out_dir)
+    _warn(summary, unreadable, as_json)
+
+
+def _warn(summary: dict, unreadable, as_json: bool) -> None:
+    """One line on stderr for skipped images (tables only) and for non-finite logits (always)."""
+    if unreadable.total and not as_json:
         err_console.print(f"[yellow]{unreadable.summary()}[/]", highlight=False)
+    if summary["nonfinite_logits"]:
+        from banglaocr.infer import NONFINITE_ERROR
+
+        err_console.print(f"[yellow]{summary['nonfinite_logits']} sample(s): {NONFINITE_ERROR}; scored as empty "
+                          "predictions (marked \"nonfinite\" in predictions.jsonl)[/]", highlight=False)
 
 
 def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
@@ -206,8 +262,10 @@ def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
             for row in rows:
-                handle.write(json.dumps({key: row[key] for key in ("id", "reference", "prediction", "cer")},
-                                        ensure_ascii=False) + "\n")
+                kept = {key: row[key] for key in ("id", "reference", "prediction", "cer")}
+                if row.get("nonfinite"):
+                    kept["nonfinite"] = True  # nothing was read: the empty prediction is a stand-in
+                handle.write(json.dumps(kept, ensure_ascii=False) + "\n")
         (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
                                               encoding="utf-8")
     except OSError as err:
@@ -219,6 +277,8 @@ def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
 
     from banglaocr.cli.tables import AlignedTable
 
+    # The geometry first: a base read by its own preprocessing and one read at a budget score differently.
+    console.print(f"images: {summary['geometry']['description']}", highlight=False, soft_wrap=True)
     table = AlignedTable(title=f"{summary['model']} on {summary['data']} [{summary['split']}]: {summary['n']} samples")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -228,6 +288,8 @@ def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
     table.add_row("grapheme error rate", f"{summary['ger']:.4f}")
     table.add_row("exact match", f"{summary['exact_match']:.4f}")
     table.add_row("empty predictions", str(summary["empty_predictions"]))
+    if summary["nonfinite_logits"]:
+        table.add_row("non-finite logits (scored empty)", str(summary["nonfinite_logits"]))
     table.add_row("unreadable images (skipped)", str(summary["unreadable_images"]))
     table.add_row("images / s (decode + generate)", f"{summary['images_per_s']:.1f}")
     table.add_row("run", f"{summary['device']} {summary['dtype']}, batch {summary['batch_size']}, "

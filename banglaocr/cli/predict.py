@@ -4,7 +4,9 @@ Inputs are image files, folders (searched recursively for image files, sorted), 
 (expanded here too, for shells that do not) or `-` (newline-separated paths on stdin). Every
 image gets exactly one row, in input order. An image that cannot be read - missing, empty,
 truncated, not an image, too large - gets an error row and the rest go on; the exit code is
-then 1. A blank image (no ink) gets an empty prediction marked as blank, never an invented word.
+then 1. A blank image (no ink) gets an empty prediction marked as blank, never an invented word. An
+image whose logits turned non-finite while it was read (an fp16 overflow) gets an error row too
+(`infer.NONFINITE_ERROR`), never the garbage the model wrote, and stderr says how many.
 Rows go to stdout (progress to stderr) or to `--out`, the only file this command writes; `--out`
 is checked before the model is loaded.
 
@@ -207,7 +209,7 @@ def resume_plan(pairs: list[tuple[str, str | None]], written: list[str], chunk_s
 
 
 def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: int, world: int, on_batch):
-    """Yield (file, prediction, error, blank) for `pairs`, in order, on every process (several processes
+    """Yield (file, prediction, error, blank, nonfinite) for `pairs`, in order, on every process (several processes
     share the generation, `read_images`). `reading` = (batch size, beams, chunk size)."""
     from banglaocr.infer import read_images
 
@@ -218,10 +220,10 @@ def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: 
                            on_batch=on_batch if world == 1 else None)
     for file, error in pairs:
         if error is not None:
-            yield file, None, error, False
+            yield file, None, error, False, False
         else:
             found = next(readings)
-            yield file, found.text, found.error, found.blank
+            yield file, found.text, found.error, found.blank, found.nonfinite
 
 
 def predict(
@@ -290,20 +292,21 @@ def _write_rows(loaded, settings, todo, skip: int, out, output_format, resume, h
     process writes. Returns the counts. `reading` = (batch size, beams, chunk size)."""
     main = rank == 0
     handle = _open_output(out, append=resume) if out is not None and main else None
-    counts = {"failed": 0, "blank": 0, "written": 0}
+    counts = {"failed": 0, "blank": 0, "nonfinite": 0, "written": 0}
     try:
         write = handle.write if handle is not None else (sys.stdout.write if main else (lambda text: None))
         if output_format == "csv" and not has_header:
             write("file,prediction,error,blank\n")
         with progress_bar(len(todo), "predict", show=main and len(todo) >= PROGRESS_FROM) as advance:
-            for index, (file, text, error, blank) in enumerate(_predict_rows(loaded, settings, todo, reading, rank,
-                                                                             world, advance)):
+            for index, (file, text, error, blank, nonfinite) in enumerate(
+                    _predict_rows(loaded, settings, todo, reading, rank, world, advance)):
                 if world > 1:
                     advance(1)
                 if index < skip:
                     continue
                 counts["failed"] += error is not None
                 counts["blank"] += blank
+                counts["nonfinite"] += nonfinite
                 counts["written"] += 1
                 write(format_row(file, text, error, output_format, blank=blank))
     except BrokenPipeError:
@@ -321,6 +324,11 @@ def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool) -
         return
     if counts["blank"]:
         err_console.print(f"{counts['blank']} blank image(s) (no ink): empty prediction", highlight=False)
+    if counts["nonfinite"]:
+        from banglaocr.infer import NONFINITE_ERROR
+
+        err_console.print(f"[yellow]{counts['nonfinite']} image(s): {NONFINITE_ERROR} (their rows are errors)[/]",
+                          highlight=False)
     if out is not None:
         resumed = f"; {kept} rows were there already (--resume)" if kept else ""
         err_console.print(f"wrote {counts['written']} rows to {out} ({counts['failed']} failed){resumed}",

@@ -11,6 +11,13 @@ The path of an image, in order (DESIGN "the data path"):
 4. `patchify` (on the accelerator): normalise to [-1, 1] and lay the patches out exactly like
    `Qwen2VLImageProcessor` does (tested equal), giving `pixel_values` and `image_grid_thw`.
 
+Two geometries decide the size in step 1 (`resize_for_model`): the image budget (`ImageConfig`,
+what banglaocr trains with: a FIXED height) and `QwenResize`, Qwen's own `smart_resize` (it keeps
+the aspect ratio and scales the AREA into [min_pixels, max_pixels], so the height varies from crop to
+crop) - how a model banglaocr did not train reads by its own preprocessor_config.json. The two differ:
+on the shipped tiny model's config a 300x100 crop is 32x192 under its budget and 64x192 under
+smart_resize with the same pixel limits.
+
 >>> from PIL import Image
 >>> from banglaocr.config import ImageConfig
 >>> image = resize_to_budget(Image.new("RGB", (300, 100), "white"), ImageConfig(height=64))
@@ -24,6 +31,8 @@ The path of an image, in order (DESIGN "the data path"):
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -116,6 +125,77 @@ def resize_to_budget(image: Image.Image, budget: ImageConfig) -> Image.Image:
         return image
     # Bicubic is what Qwen's image processor uses; PIL antialiases when it shrinks.
     return image.resize((width, budget.height), Image.Resampling.BICUBIC)
+
+
+@dataclass(frozen=True)
+class QwenResize:
+    """Qwen's own image geometry (`smart_resize`): keep the aspect ratio, round both sides to whole
+    32-pixel visual tokens and scale the area into [min_pixels, max_pixels]. What a Qwen3-VL model
+    reads by its own `preprocessor_config.json` (`size.shortest_edge` / `size.longest_edge`).
+
+    >>> QwenResize(min_pixels=65536, max_pixels=16777216).size(64, 192)  # Qwen3-VL-2B: 70 visual tokens
+    (160, 448)
+    """
+
+    min_pixels: int
+    max_pixels: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError(f"QwenResize needs 0 < min_pixels <= max_pixels, got {self.min_pixels}, "
+                             f"{self.max_pixels}")
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) an image of `height` x `width` is resized to; `smart_resize` of transformers'
+        Qwen2-VL image processor, line for line (tested equal), with its factor 32 = patch 16 x merge 2."""
+        height, width = max(height, 1), max(width, 1)
+        # Python's round (half to even), as transformers computes it.
+        h_bar = round(height / TOKEN_PIXELS) * TOKEN_PIXELS
+        w_bar = round(width / TOKEN_PIXELS) * TOKEN_PIXELS
+        if h_bar * w_bar > self.max_pixels:
+            beta = math.sqrt(height * width / self.max_pixels)
+            h_bar = max(TOKEN_PIXELS, math.floor(height / beta / TOKEN_PIXELS) * TOKEN_PIXELS)
+            w_bar = max(TOKEN_PIXELS, math.floor(width / beta / TOKEN_PIXELS) * TOKEN_PIXELS)
+        elif h_bar * w_bar < self.min_pixels:
+            beta = math.sqrt(self.min_pixels / (height * width))
+            h_bar = math.ceil(height * beta / TOKEN_PIXELS) * TOKEN_PIXELS
+            w_bar = math.ceil(width * beta / TOKEN_PIXELS) * TOKEN_PIXELS
+        # transformers refuses aspect ratios above 200 (a ValueError mid-batch); here such a sliver
+        # still gets a size (at least one token a side), so one odd image cannot stop a run.
+        return max(h_bar, TOKEN_PIXELS), max(w_bar, TOKEN_PIXELS)
+
+
+ImageGeometry = ImageConfig | QwenResize
+"""How word crops are sized for the model: banglaocr's budget, or Qwen's own smart_resize."""
+
+
+def model_size(height: int, width: int, geometry: ImageGeometry) -> tuple[int, int]:
+    """(height, width) that an image of `height` x `width` gets under `geometry` (before any tight crop).
+
+    >>> model_size(100, 300, ImageConfig(height=32, max_width=384, stretch=2.0))
+    (32, 192)
+    >>> model_size(100, 300, QwenResize(min_pixels=32 * 32, max_pixels=32 * 384))
+    (64, 192)
+    """
+    if isinstance(geometry, QwenResize):
+        return geometry.size(height, width)
+    return geometry.height, budget_width(height, width, geometry)
+
+
+def resize_for_model(image: Image.Image, geometry: ImageGeometry) -> Image.Image:
+    """The image the model is shown: `resize_to_budget` under a budget, Qwen's smart_resize under
+    `QwenResize` (RGB, bicubic, like Qwen's image processor; no crop, no stretch).
+
+    >>> resize_for_model(Image.new("RGB", (300, 100), "white"), QwenResize(1024, 12288)).size
+    (192, 64)
+    """
+    if isinstance(geometry, ImageConfig):
+        return resize_to_budget(image, geometry)
+    image = _to_rgb(image)
+    height, width = geometry.size(image.height, image.width)
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), Image.Resampling.BICUBIC)
 
 
 def visual_tokens(height: int, width: int) -> int:
