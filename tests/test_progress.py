@@ -9,7 +9,15 @@ import subprocess
 from rich.console import Console
 
 import train_helpers as helpers
-from banglaocr.train.progress import PLAIN_LINES, PlainProgress, TrainProgress, make_progress, plain_line
+from banglaocr.train.progress import (
+    PLAIN_LINES,
+    PlainProgress,
+    TrainProgress,
+    live_bar,
+    make_progress,
+    plain_line,
+    wants_live_display,
+)
 
 LINE = re.compile(r"^step (\d+)/(\d+)  loss \S+  lr \S+  \S+ samples/s  val CER \S+  .*elapsed \d+:\d\d:\d\d  "
                   r"ETA (-|\d+:\d\d:\d\d)")
@@ -46,10 +54,24 @@ def steps_of(lines: list[str]) -> list[int]:
     return [int(LINE.match(line).group(1)) for line in lines]
 
 
-def test_a_console_that_is_not_a_terminal_gets_plain_lines_not_a_live_bar():
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_only_a_real_terminal_gets_a_live_bar(monkeypatch):
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    monkeypatch.delenv("TTY_INTERACTIVE", raising=False)
+    assert not isinstance(make_progress(Console(file=Tty(), width=80)), PlainProgress)
     assert isinstance(make_progress(piped_console()), PlainProgress)
-    terminal = Console(file=io.StringIO(), width=80, force_terminal=True)
-    assert not isinstance(make_progress(terminal), PlainProgress)
+    # A Jupyter / Kaggle `!` cell: a pipe, with FORCE_COLOR=1 set by the kernel - rich calls it a terminal.
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    in_a_cell = piped_console()
+    assert in_a_cell.is_terminal and not wants_live_display(in_a_cell)
+    assert isinstance(make_progress(in_a_cell), PlainProgress)
+    monkeypatch.setenv("TERM", "dumb")  # a terminal that cannot redraw a line
+    assert not wants_live_display(Console(file=Tty(), width=80))
 
 
 def test_plain_lines_at_the_first_step_every_twentieth_of_the_run_and_the_last():
@@ -95,7 +117,7 @@ def test_calls_without_the_new_fields_still_render():
     assert plain_line(progress.tasks[0]).startswith("step 2/10  loss 0.5  lr 1e-3  3.0 samples/s  val CER -  elapsed")
     for width in (80, 120, 200):
         console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
-        bar = make_progress(console, time_limited=True)
+        bar = live_bar(console, time_limited=True)
         bar.add_task("train", total=10, completed=2, loss="0.5", lr="1e-3", speed="3.0", val_cer="-", left="1:00:00")
         console.print(bar.get_renderable())
         assert "2/10" in console.file.getvalue() and "left 1:00:00" in console.file.getvalue()
@@ -103,7 +125,7 @@ def test_calls_without_the_new_fields_still_render():
 
 def render_bar(width: int, time_limited: bool = False) -> str:
     console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
-    bar = make_progress(console, time_limited=time_limited)
+    bar = live_bar(console, time_limited=time_limited)
     bar.add_task("train", total=8000, completed=1200, loss="0.5829", lr="1.83e-03", speed="25.5", val_cer="0.225",
                  left="11:20:00", grad_norm="3.41e+00", scale="65536", skipped="12")
     console.print(bar.get_renderable())
@@ -125,10 +147,11 @@ def test_the_live_bar_shows_what_fits_on_one_line():
 def test_piped_training_prints_progress_lines_between_evaluations(tmp_path):
     out = tmp_path / "run"
     command = helpers.cli_command(out, "train.max_steps=40", "train.eval_steps=20", "train.log_steps=5")
-    result = subprocess.run(command, env={**helpers.subprocess_env(), "COLUMNS": "200"}, capture_output=True,
-                            text=True, timeout=600)
+    # FORCE_COLOR=1, as a Jupyter or Kaggle kernel sets it for its `!` cells: still plain lines.
+    result = subprocess.run(command, env={**helpers.subprocess_env(), "COLUMNS": "200", "FORCE_COLOR": "1"},
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout).splitlines()  # FORCE_COLOR colours the other lines
     evaluations = [index for index, line in enumerate(lines) if re.match(r"step (20|40): val CER", line)]
     assert len(evaluations) == 2, result.stdout
     progress = {index: int(LINE.match(line).group(1)) for index, line in enumerate(lines) if LINE.match(line)}

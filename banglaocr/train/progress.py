@@ -168,28 +168,55 @@ def _layout_width(parts: tuple[str, ...], time_limited: bool) -> int:
 
 def make_progress(console: Console, time_limited: bool = False, every_steps: int | None = None,
                   every_s: float = PLAIN_EVERY_S) -> Progress:
-    """The progress of a training run on `console`.
+    """The progress of a training run on `console`: the live bar (`live_bar`) where `wants_live_display`,
+    else `PlainProgress` - a plain line every `every_steps` steps (default: 1/`PLAIN_LINES` of the task's
+    total) and at least every `every_s` seconds.
 
-    A terminal (or Jupyter) gets a live bar: step x/total, loss, last val CER and a smoothed ETA always
-    (they fit 80 columns); lr, samples/s and the elapsed time where they fit; then grad_norm, the loss scale
-    and skipped steps (`LAYOUTS`); the time left before `train.time_limit` when there is one. Any other
-    output (a pipe, a file) gets `PlainProgress`: a plain line every `every_steps` steps (default:
-    1/`PLAIN_LINES` of the task's total) and at least every `every_s` seconds.
+    >>> import io
+    >>> type(make_progress(Console(file=io.StringIO(), force_terminal=True))).__name__
+    'PlainProgress'
+    """
+    if wants_live_display(console):
+        return live_bar(console, time_limited)
+    return PlainProgress(console=console, every_steps=every_steps, every_s=every_s,
+                         speed_estimate_period=SPEED_PERIOD_S)
+
+
+def wants_live_display(console: Console) -> bool:
+    """True where a live bar redraws in place for someone watching it: a terminal that is a tty, or a
+    Jupyter kernel itself. Not a pipe or a file - including a Jupyter or Kaggle `!` cell, whose kernel sets
+    FORCE_COLOR, so that rich takes the pipe for a terminal and would write every redraw into the cell's
+    output (10 a second, for hours, all kept in the saved notebook).
+
+    >>> import io
+    >>> wants_live_display(Console(file=io.StringIO(), force_terminal=True))
+    False
+    """
+    if console.is_jupyter:
+        return True
+    if not console.is_interactive:
+        return False
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed file
+        return False
+
+
+def live_bar(console: Console, time_limited: bool = False) -> Progress:
+    """The live bar: step x/total, loss, last val CER and a smoothed ETA always (they fit 80 columns); lr,
+    samples/s and the elapsed time where they fit; then grad_norm, the loss scale and skipped steps
+    (`LAYOUTS`); the time left before `train.time_limit` when there is one.
 
     >>> import io
     >>> console = Console(file=io.StringIO(), width=80, force_terminal=True)
-    >>> progress = make_progress(console)
+    >>> progress = live_bar(console)
     >>> _ = progress.add_task("train", total=800, completed=120, loss="0.5829", lr="1.83e-03", speed="5.5",
     ...                       val_cer="0.225", left="")
     >>> line = progress.get_renderable(); console.print(line); text = console.file.getvalue()
     >>> all(part in text for part in ("120/800", "loss 0.5829", "val CER 0.225", "ETA"))
     True
-    >>> type(make_progress(Console(file=io.StringIO()))).__name__
-    'PlainProgress'
     """
-    if not (console.is_terminal or console.is_jupyter):
-        return PlainProgress(console=console, every_steps=every_steps, every_s=every_s,
-                             speed_estimate_period=SPEED_PERIOD_S)
     fitting = [parts for parts in LAYOUTS if _layout_width(parts, time_limited) <= console.width]
     parts = fitting[-1] if fitting else LAYOUTS[0]
 
