@@ -6,6 +6,7 @@ import io
 import re
 import subprocess
 
+import pytest
 from rich.console import Console
 
 import train_helpers as helpers
@@ -59,17 +60,19 @@ class Tty(io.StringIO):
         return True
 
 
-def test_only_a_real_terminal_gets_a_live_bar(monkeypatch):
-    monkeypatch.delenv("FORCE_COLOR", raising=False)
-    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
-    monkeypatch.delenv("TTY_INTERACTIVE", raising=False)
+def test_only_a_terminal_someone_watches_gets_a_live_bar(monkeypatch):
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JPY_PARENT_PID", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm")
     assert not isinstance(make_progress(Console(file=Tty(), width=80)), PlainProgress)
     assert isinstance(make_progress(piped_console()), PlainProgress)
-    # A Jupyter / Kaggle `!` cell: a pipe, with FORCE_COLOR=1 set by the kernel - rich calls it a terminal.
+    # Piped, with FORCE_COLOR=1 (as a Jupyter kernel sets it for its `!` commands): rich calls it a terminal.
     monkeypatch.setenv("FORCE_COLOR", "1")
-    in_a_cell = piped_console()
-    assert in_a_cell.is_terminal and not wants_live_display(in_a_cell)
-    assert isinstance(make_progress(in_a_cell), PlainProgress)
+    assert piped_console().is_terminal and isinstance(make_progress(piped_console()), PlainProgress)
+    monkeypatch.delenv("FORCE_COLOR")
+    # A `!` cell: IPython gives the command a pseudo-terminal, but the notebook keeps every redraw.
+    assert not wants_live_display(Console(file=Tty(), width=80), environ={"JPY_PARENT_PID": "123"})
+    assert not wants_live_display(Console(file=Tty(), width=80), environ={"KAGGLE_KERNEL_RUN_TYPE": "Batch"})
     monkeypatch.setenv("TERM", "dumb")  # a terminal that cannot redraw a line
     assert not wants_live_display(Console(file=Tty(), width=80))
 
@@ -144,20 +147,56 @@ def test_the_live_bar_shows_what_fits_on_one_line():
     assert "lr 1.83e-03  25.5 samples/s" in wide and "grad 3.41e+00  scale 65536  skipped 12" in wide
 
 
-def test_piped_training_prints_progress_lines_between_evaluations(tmp_path):
+def run_in_a_pseudo_terminal(command: list[str], environ: dict) -> tuple[int, str]:
+    """Run `command` with its stdout and stderr on a pseudo-terminal, as IPython runs a `!` command."""
+    import os
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(command, env=environ, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read while it runs: a full pty buffer would block the child
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its side
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    code = process.wait(timeout=600)
+    reader.join(timeout=30)
+    os.close(master)
+    return code, b"".join(chunks).decode("utf-8", errors="replace").replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("output", ["pipe", "notebook cell"])
+def test_piped_training_prints_progress_lines_between_evaluations(tmp_path, output):
     out = tmp_path / "run"
     command = helpers.cli_command(out, "train.max_steps=40", "train.eval_steps=20", "train.log_steps=5")
-    # FORCE_COLOR=1, as a Jupyter or Kaggle kernel sets it for its `!` cells: still plain lines.
-    result = subprocess.run(command, env={**helpers.subprocess_env(), "COLUMNS": "200", "FORCE_COLOR": "1"},
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout).splitlines()  # FORCE_COLOR colours the other lines
+    # FORCE_COLOR=1, as a Jupyter kernel sets it for its `!` commands: still plain lines.
+    environ = {**helpers.subprocess_env(), "COLUMNS": "200", "FORCE_COLOR": "1"}
+    environ.pop("JPY_PARENT_PID", None)
+    if output == "pipe":
+        result = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=600)
+        code, said = result.returncode, result.stdout + result.stderr
+    else:  # what a Jupyter or Kaggle `!` cell gives the command: a pseudo-terminal, the kernel's variables
+        code, said = run_in_a_pseudo_terminal(command, {**environ, "JPY_PARENT_PID": "1", "TERM": "xterm-color"})
+    assert code == 0, said[-3000:]
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", said).splitlines()  # FORCE_COLOR colours the other lines
+    assert not any("\r" in line or "━" in line for line in lines), said[-3000:]  # no live bar redraws
     evaluations = [index for index, line in enumerate(lines) if re.match(r"step (20|40): val CER", line)]
-    assert len(evaluations) == 2, result.stdout
+    assert len(evaluations) == 2, said
     progress = {index: int(LINE.match(line).group(1)) for index, line in enumerate(lines) if LINE.match(line)}
     before = [step for index, step in progress.items() if index < evaluations[0]]
     between = [step for index, step in progress.items() if evaluations[0] < index < evaluations[1]]
-    assert before and max(before) == 20 and between and 20 < min(between) and max(between) == 40, result.stdout
+    assert before and max(before) == 20 and between and 20 < min(between) and max(between) == 40, said
     assert all(line.count("/40") == 1 for index, line in enumerate(lines) if index in progress)
     # Once the first log row is in, the lines carry its loss and speed.
     late = lines[max(i for i, step in progress.items() if step == 40)]

@@ -14,6 +14,8 @@ On resume the rows after the checkpoint's step are dropped, so the file never ho
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -182,19 +184,24 @@ def make_progress(console: Console, time_limited: bool = False, every_steps: int
                          speed_estimate_period=SPEED_PERIOD_S)
 
 
-def wants_live_display(console: Console) -> bool:
-    """True where a live bar redraws in place for someone watching it: a terminal that is a tty, or a
-    Jupyter kernel itself. Not a pipe or a file - including a Jupyter or Kaggle `!` cell, whose kernel sets
-    FORCE_COLOR, so that rich takes the pipe for a terminal and would write every redraw into the cell's
-    output (10 a second, for hours, all kept in the saved notebook).
+def wants_live_display(console: Console, environ: Mapping[str, str] | None = None) -> bool:
+    """True where a live bar redraws in place for someone watching it: a terminal (a tty), or a Jupyter
+    kernel itself (rich draws it as a notebook widget there).
+
+    False for a pipe or a file, and for a `!` cell of a Jupyter notebook - a Kaggle one included - even
+    though IPython runs `!` commands on a pseudo-terminal (and the kernel sets FORCE_COLOR): the cell output
+    keeps every redraw, 10 a second for hours, in the saved notebook. Such a command is recognised by
+    what its kernel leaves in the environment: JPY_PARENT_PID (Jupyter's kernel launcher) or
+    KAGGLE_KERNEL_RUN_TYPE (any Kaggle notebook).
 
     >>> import io
     >>> wants_live_display(Console(file=io.StringIO(), force_terminal=True))
     False
     """
+    environ = os.environ if environ is None else environ
     if console.is_jupyter:
         return True
-    if not console.is_interactive:
+    if environ.get("JPY_PARENT_PID") or environ.get("KAGGLE_KERNEL_RUN_TYPE") or not console.is_interactive:
         return False
     isatty = getattr(console.file, "isatty", None)
     try:
