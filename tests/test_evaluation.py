@@ -57,3 +57,36 @@ def test_the_training_loop_scores_its_test_split_in_chunks(tmp_path, monkeypatch
     summary = helpers.train(tmp_path / "run", "train.max_steps=1")
     assert summary["test"]["n"] > 2
     assert generate_sizes and max(generate_sizes) <= 2
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_non_finite_logits_are_scored_as_empty_predictions_never_as_garbage(num_beams):
+    """An injected NaN in one row's logits (an fp16 overflow's stand-in) flags that row: empty prediction,
+    marked, counted; the other rows read as without it."""
+    torch.manual_seed(0)
+    tiny = load_model(ModelConfig(name_or_path="t", init="tiny"), None)
+    chosen = records(6)
+    settings = default_read_settings()
+    clean = evaluation.evaluate_records(tiny.model, tiny.tokenizer, chosen, settings, batch_size=8,
+                                        num_beams=num_beams)
+    steps = {"n": 0}
+
+    def overflow(_, __, output):
+        steps["n"] += 1
+        if steps["n"] == 1:  # the first step: batch row 0 (all its beams) turns NaN
+            output = output.clone()
+            output[:num_beams, -1, :] = float("nan")
+        return output
+
+    handle = tiny.model.lm_head.register_forward_hook(overflow)
+    try:
+        hit = evaluation.evaluate_records(tiny.model, tiny.tokenizer, chosen, settings, batch_size=8,
+                                          num_beams=num_beams)
+    finally:
+        handle.remove()
+    flagged = [row for row in hit.rows if row["nonfinite"]]
+    assert hit.scores["nonfinite_logits"] == len(flagged) == 1
+    assert flagged[0]["prediction"] == "" and flagged[0]["cer"] == 1.0 and flagged[0]["empty"]
+    assert [row for row in hit.rows if not row["nonfinite"]] == [row for row in clean.rows
+                                                                  if row["id"] != flagged[0]["id"]]
+    assert clean.scores["nonfinite_logits"] == 0 and not any(row["nonfinite"] for row in clean.rows)

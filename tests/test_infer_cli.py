@@ -346,3 +346,208 @@ def test_eval_classes_filter_with_dataset(run_dir, dataset_dir, tmp_path):
     assert json.loads(result.stdout)["n"] == 4
     result = invoke("eval", "--model", str(run_dir), "--recipe", str(run_dir / "recipe.yaml"), "--classes", "word")
     assert result.exit_code == 2 and "--classes goes with --dataset" in result.output
+
+
+# --------------------------------------------------------------------------- what other readers need
+
+
+def test_adapter_folder_carries_a_greedy_generation_config(adapter_dir):
+    """save_read_settings writes generation_config.json into adapter folders too (from the folder's own
+    tokenizer when none is passed): peft would otherwise use the base's, which may sample."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from banglaocr.infer import generation_config, load_read_settings
+
+    saved = GenerationConfig.from_pretrained(adapter_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    expected = generation_config(tokenizer, load_read_settings(adapter_dir).max_new_tokens)
+    assert saved.to_diff_dict() == expected.to_diff_dict()
+    assert (saved.do_sample, saved.num_beams, saved.eos_token_id) == (False, 1, tokenizer.convert_tokens_to_ids(
+        "<|im_end|>"))
+
+
+def test_prepare_image_gives_the_pixels_and_chat_banglaocr_reads_with(run_dir, tmp_path):
+    import banglaocr
+    from banglaocr.config import ModelConfig
+    from banglaocr.data.pixels import resize_to_budget
+    from banglaocr.data.sources import open_image
+    from banglaocr.infer import load_read_settings
+    from banglaocr.model.factory import load_model
+
+    path = write_images(tmp_path, 1)[0]
+    prepared = banglaocr.prepare_image(path, str(run_dir))  # a training output folder: its best/
+    settings = load_read_settings(run_dir / "best")
+    expected = resize_to_budget(open_image(str(path)), settings.image)
+    assert prepared.image.tobytes() == expected.tobytes() and prepared.image.size == expected.size
+    assert (prepared.prompt, prepared.max_new_tokens, prepared.blank) == (settings.prompt, settings.max_new_tokens,
+                                                                          False)
+    # The chat messages, through the folder's own chat template, are banglaocr's generation prompt.
+    tokenizer = load_model(ModelConfig(name_or_path=str(run_dir / "best")), None).tokenizer
+    templated = tokenizer.apply_chat_template(prepared.messages, add_generation_prompt=True, tokenize=False)
+    assert templated == prepared.chat_text(tokenizer)
+    assert banglaocr.prepare_image(Image.new("RGB", (50, 20), "white"), "tiny").blank
+    with pytest.raises(UserError, match="cannot read .*no such file"):
+        banglaocr.prepare_image(tmp_path / "missing.png", "tiny")
+
+
+@pytest.fixture(scope="module")
+def foreign_base(run_dir) -> Path:
+    """A tiny model folder banglaocr did not train: no banglaocr.json, its own preprocessor_config.json
+    (pixel limits 2048..16384, as a hub base states its own)."""
+    import torch
+
+    from banglaocr.model.factory import load_model, save_model_folder
+
+    torch.manual_seed(0)
+    folder = run_dir.parent / "foreign-base"
+    save_model_folder(load_model(helpers.tiny_recipe().model, None), folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "Qwen2VLImageProcessor", "patch_size": 16, "merge_size": 2,
+         "temporal_patch_size": 2, "size": {"shortest_edge": 2048, "longest_edge": 16384}}), encoding="utf-8")
+    assert not (folder / "banglaocr.json").exists()
+    return folder
+
+
+def test_eval_reads_a_base_without_banglaocr_json_by_its_own_preprocessing(foreign_base, dataset_dir, tmp_path,
+                                                                          monkeypatch):
+    import banglaocr.infer as infer
+    from banglaocr.data.pixels import QwenResize
+
+    shown, original = [], infer.resize_for_model
+    monkeypatch.setattr(infer, "resize_for_model",
+                        lambda image, geometry: shown.append((image.size, original(image, geometry).size))
+                        or original(image, geometry))
+    result = invoke("eval", "--model", str(foreign_base), "--dataset", str(dataset_dir), "--split", "all",
+                    "--max-samples", "12", "--out", str(tmp_path / "own"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "own" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["geometry"]["kind"] == "qwen_smart_resize"
+    assert (summary["geometry"]["min_pixels"], summary["geometry"]["max_pixels"]) == (2048, 16384)
+    assert "preprocessor_config.json of" in summary["geometry"]["from"]
+    assert result.stdout.startswith("images: Qwen's own smart_resize, 2,048 to 16,384 pixels")
+    # every image was shown at smart_resize's size of the raw crop: heights vary, batches still work
+    geometry = QwenResize(2048, 16384)
+    assert len(shown) == 12 and all(size == geometry.size(raw[1], raw[0])[::-1] for raw, size in shown)
+    assert len({size[1] for _, size in shown}) > 1
+
+
+def test_eval_of_a_base_takes_a_budget_when_the_user_sets_one(foreign_base, run_dir, dataset_dir, tmp_path):
+    with_recipe = invoke("eval", "--model", str(foreign_base), "--recipe", str(run_dir / "recipe.yaml"),
+                         "--max-samples", "4", "--out", str(tmp_path / "r"), "--json")
+    assert with_recipe.exit_code == 0, with_recipe.output
+    geometry = json.loads(with_recipe.stdout)["geometry"]
+    assert (geometry["kind"], geometry["height"], geometry["max_width"]) == ("budget", 32, 128)
+    assert geometry["from"] == f"the budget of the recipe {run_dir / 'recipe.yaml'}"
+
+    overridden = invoke("eval", "--model", str(foreign_base), "--dataset", str(dataset_dir), "--max-samples", "4",
+                        "--image", "height=64", "--image", "max_width=256", "--out", str(tmp_path / "o"), "--json")
+    assert overridden.exit_code == 0, overridden.output
+    geometry = json.loads(overridden.stdout)["geometry"]
+    assert (geometry["kind"], geometry["height"], geometry["max_width"]) == ("budget", 64, 256)
+    assert "--image height=64 max_width=256" in geometry["from"]
+
+    # a trained model keeps its banglaocr.json over a recipe; and a folder with neither file says so
+    trained = invoke("eval", "--model", str(run_dir), "--recipe", str(run_dir / "recipe.yaml"), "--max-samples", "2",
+                     "--out", str(tmp_path / "t"), "--json")
+    assert json.loads(trained.stdout)["geometry"]["from"] == f"banglaocr.json in {run_dir / 'best'}"
+    bare = tmp_path / "bare"
+    shutil.copytree(foreign_base, bare)
+    (bare / "preprocessor_config.json").unlink()
+    default = invoke("eval", "--model", str(bare), "--dataset", str(dataset_dir), "--max-samples", "2",
+                     "--out", str(tmp_path / "d"), "--json")
+    assert "default budget: no banglaocr.json nor preprocessor_config.json" in json.loads(default.stdout)[
+        "geometry"]["from"]
+
+    bad = invoke("eval", "--model", str(foreign_base), "--dataset", str(dataset_dir), "--image", "hieght=64")
+    assert bad.exit_code == 2 and "did you mean 'height'" in bad.output and bad.output.strip().count("\n") == 0
+
+
+# --------------------------------------------------------------------------- non-finite logits
+
+
+def _poison_first_row(monkeypatch, module):
+    """Make `module.load_quietly` return a model whose logits turn NaN for batch row 0 at the 2nd step."""
+    original = module.load_quietly
+
+    def loading(*args, **kwargs):
+        loaded, settings = original(*args, **kwargs)
+        calls = {"n": 0}
+
+        def hook(_, __, output):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the first batch's second generation step
+                output = output.clone()
+                output[0, -1, 7] = float("nan")
+            return output
+
+        loaded.model.get_output_embeddings().register_forward_hook(hook)
+        return loaded, settings
+
+    monkeypatch.setattr(module, "load_quietly", loading)
+
+
+def _same_width_images(folder: Path, count: int) -> list[Path]:
+    """Word-like images of one size, so batch row 0 is the first input (ties keep input order)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        image = Image.new("L", (96, 32), 255)
+        ImageDraw.Draw(image).rectangle([6 + 9 * index, 6, 20 + 9 * index, 26], fill=0)
+        paths.append(folder / f"w{index}.png")
+        image.save(paths[-1])
+    return paths
+
+
+def test_predict_marks_rows_with_non_finite_logits_instead_of_printing_garbage(run_dir, tmp_path, monkeypatch):
+    import banglaocr.cli.predict as predict_module
+    from banglaocr.infer import NONFINITE_ERROR
+
+    paths = _same_width_images(tmp_path / "imgs", 3)
+    clean = invoke("predict", "--model", str(run_dir), *map(str, paths))
+    assert clean.exit_code == 0, clean.output
+    _poison_first_row(monkeypatch, predict_module)
+    result = invoke("predict", "--model", str(run_dir), *map(str, paths))
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{paths[0]}\tERROR: {NONFINITE_ERROR}"
+    assert lines[1:] == clean.stdout.splitlines()[1:]  # the other rows read as before
+    assert "1 image(s): non-finite logits" in result.stderr and "Traceback" not in result.output
+
+
+def test_eval_scores_non_finite_rows_as_empty_and_says_so(run_dir, dataset_dir, tmp_path, monkeypatch):
+    import banglaocr.cli.eval as eval_module
+
+    _poison_first_row(monkeypatch, eval_module)
+    result = invoke("eval", "--model", str(run_dir), "--dataset", str(dataset_dir), "--split", "all",
+                    "--max-samples", "6", "--out", str(tmp_path / "e"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (tmp_path / "e" / "predictions.jsonl").read_text(encoding="utf-8")
+            .splitlines()]
+    flagged = [row for row in rows if row.get("nonfinite")]
+    assert summary["nonfinite_logits"] == len(flagged) == 1 and summary["n"] == 6
+    assert flagged[0]["prediction"] == "" and flagged[0]["cer"] == 1.0  # every character a deletion
+    assert "1 sample(s): non-finite logits" in result.stderr
+    assert "non-finite logits (scored empty)" in result.stdout
+
+
+def test_reading_batches_have_one_height_and_shares_of_processes_cut_the_same():
+    """Under Qwen's own geometry heights vary: each batch holds one height (patchify needs it), widest first;
+    a process's share of the batches, given to generate_texts, is cut into exactly those batches again."""
+    from banglaocr.data.pixels import QwenResize, model_size
+    from banglaocr.infer import reading_batches
+
+    rng = random.Random(5)
+    images = [Image.new("RGB", (rng.randint(20, 400), rng.randint(15, 120))) for _ in range(61)]
+    geometry = QwenResize(2048, 16384)
+    batches = reading_batches(images, geometry, batch_size=4)
+    assert sorted(i for batch in batches for i in batch) == list(range(61))
+    sizes = [model_size(image.height, image.width, geometry) for image in images]
+    assert all(len(batch) <= 4 and len({sizes[i][0] for i in batch}) == 1 for batch in batches)
+    assert len({sizes[batch[0]][0] for batch in batches}) > 1
+    for world in (2, 3):
+        for rank in range(world):
+            share = batches[rank::world]
+            mine = [i for batch in share for i in batch]
+            again = reading_batches([images[i] for i in mine], geometry, batch_size=4)
+            assert [[mine[j] for j in batch] for batch in again] == share

@@ -14,7 +14,6 @@ except under CI (`CI` set), where it fails.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +25,7 @@ from typer.testing import CliRunner
 
 import train_helpers as helpers
 from banglaocr.cli import app
+from interop.venv import clean_env, interop_python as find_interop_python
 from banglaocr.errors import UserError
 
 runner = CliRunner()
@@ -117,6 +117,8 @@ def test_cli_reports_difference_and_writes_a_standard_folder(merged, run_dir):
         json.loads((run_dir / "best" / "banglaocr.json").read_text(encoding="utf-8"))
     generation = json.loads((out / "generation_config.json").read_text(encoding="utf-8"))
     assert generation["eos_token_id"] == 2 and generation["do_sample"] is False  # <|im_end|> of the char tokenizer
+    settings = json.loads((out / "banglaocr.json").read_text(encoding="utf-8"))
+    assert generation["max_new_tokens"] == settings["max_new_tokens"] and generation["pad_token_id"] == 0
     assert [p.name for p in out.parent.iterdir()] == ["merged"]  # no temporary folder left beside it
 
 
@@ -250,16 +252,7 @@ def test_bad_adapter_is_one_line_and_exit_2(case, run_dir, merged, tmp_path):
 def interop_python() -> str:
     """The interop venv's interpreter. Module scope and first in the test's arguments: decided before
     the training fixtures run, so a skip costs nothing."""
-    python = os.environ.get("BANGLAOCR_INTEROP_PYTHON")
-    if python:
-        if not Path(python).is_file():
-            pytest.fail(f"BANGLAOCR_INTEROP_PYTHON={python} does not exist: run scripts/setup_interop_venv.sh")
-        return python
-    message = ("BANGLAOCR_INTEROP_PYTHON is not set: run scripts/setup_interop_venv.sh, then "
-               "export BANGLAOCR_INTEROP_PYTHON=$PWD/.venv-interop/bin/python")
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must provide the interop venv. {message}")
-    pytest.skip(message)
+    return find_interop_python()
 
 
 def test_merged_folder_transcribes_with_autoprocessor_without_banglaocr(interop_python, merged, image_paths, images,
@@ -269,8 +262,7 @@ def test_merged_folder_transcribes_with_autoprocessor_without_banglaocr(interop_
 
     python = interop_python
     # A clean environment in a neutral folder: nothing of this venv, this checkout or the user's site.
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1", "PYTHONNOUSERSITE": "1", "PYTHONIOENCODING": "utf-8"}
+    env = clean_env(tmp_path)
     probe = subprocess.run([python, "-c", "import banglaocr"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'banglaocr'" in probe.stderr
 
