@@ -26,7 +26,7 @@ from banglaocr import hub
 from banglaocr.errors import first_line
 
 MIN_FREE_GIB = 1.0
-"""Free disk the output folder needs at least: checkpoints, best/ and final/ of a LoRA run."""
+"""Free disk the output folder needs at least when the run's own disk use cannot be estimated."""
 ALWAYS_NEEDED = ("python", "torch", "accelerate", "disk")
 
 
@@ -89,12 +89,23 @@ def _local(name: str) -> bool:
     return Path(name).expanduser().exists()
 
 
-def run_checks(recipe=None, output_dir: Path | None = None) -> list[Check]:
-    """Every row of `doctor`, in order (a row per GPU; a row per hub id of `recipe`)."""
-    output = Path(output_dir or (recipe.train.output_dir if recipe is not None else "."))
+def output_folder(recipe=None, output_dir: Path | None = None) -> Path:
+    """The folder a run writes to: `output_dir`, else the recipe's train.output_dir, else here."""
+    return Path(output_dir or (recipe.train.output_dir if recipe is not None else "."))
+
+
+def run_checks(recipe=None, output_dir: Path | None = None, estimate=None) -> list[Check]:
+    """Every row of `doctor`, in order (a row per GPU; a row per hub id of `recipe`). With a recipe the disk
+    row compares the run's expected disk use (`estimate`: what `disk_use.try_estimate` returns, computed
+    here when not given) with the free space."""
+    output = output_folder(recipe, output_dir)
     checks = [python_check(), *torch_checks(), bitsandbytes_check(), kornia_check(), raqm_check()]
     accelerate, processes = accelerate_check()
-    checks += [accelerate, threads_check(recipe, processes), disk_check(output), hub_check()]
+    if recipe is not None and estimate is None:
+        from banglaocr.disk_use import try_estimate
+
+        estimate = try_estimate(recipe, output)
+    checks += [accelerate, threads_check(recipe, processes), disk_check(output, estimate), hub_check()]
     if recipe is not None:
         checks += [cache_check(key, repo_id, recipe.model.revision if key == "model" else None)
                    for key, repo_id, _ in hub_ids(recipe)]
@@ -223,17 +234,31 @@ def threads_check(recipe, processes: int) -> Check:
     return Check("threads", "CPU threads", found, True)
 
 
-def disk_check(folder: Path) -> Check:
-    """Free space and write permission at the output folder (its nearest existing parent)."""
+def disk_check(folder: Path, estimate=None) -> Check:
+    """Free space and write permission at the output folder (its nearest existing parent); with `estimate`
+    (`disk_use.try_estimate`'s answer for a recipe) the run's expected peak must fit, else
+    `MIN_FREE_GIB`."""
     existing = folder.expanduser().absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     free = shutil.disk_usage(existing).free / 2**30
     writable = os.access(existing, os.W_OK)
     found = f"{free:.1f} GiB free at {folder.expanduser().absolute()}{'' if writable else ', NOT writable'}"
-    fix = (f"free some space or choose another output folder (train -o DIR); {MIN_FREE_GIB:.0f} GiB at least"
-           if writable else f"choose a writable output folder (train -o DIR); {existing} is read-only")
-    return Check("disk", "disk", found, writable and free >= MIN_FREE_GIB, fix)
+    if not writable:
+        return Check("disk", "disk", found, False,
+                     f"choose a writable output folder (train -o DIR); {existing} is read-only")
+    use, fit, why = estimate or (None, None, "")
+    if use is None:
+        note = f"; the run's disk use cannot be estimated ({why})" if why else ""
+        return Check("disk", "disk", found + note, free >= MIN_FREE_GIB,
+                     f"free some space or choose another output folder (train -o DIR); {MIN_FREE_GIB:.0f} GiB at least")
+    from banglaocr.disk_use import advice, format_bytes
+
+    found += (f"; the run needs {format_bytes(use.peak)} at its peak ({format_bytes(use.checkpoint.bytes)} per "
+              f"checkpoint x {use.checkpoints_at_peak})")
+    if fit.present:
+        found += f", {format_bytes(fit.present)} of it there already"
+    return Check("disk", "disk", found, fit.fits, advice(use, fit))
 
 
 def hub_check() -> Check:

@@ -87,3 +87,44 @@ def test_hub_rows_offline_unreachable_and_answering(monkeypatch, tmp_path, answe
         assert hub_check().ok and cache_check("data", "org/words").found.endswith("downloaded on first use")
     finally:
         hub.unreachable.cache_clear()
+
+
+def test_with_a_recipe_the_disk_row_holds_the_runs_expected_disk_use(tmp_path):
+    result, report = doctor("--recipe", "cpu_demo", "--output-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    disk = next(row for row in report["checks"] if row["key"] == "disk")
+    use = report["disk_use"]
+    assert disk["ok"] and "the run needs" in disk["found"] and use["fits"] and use["free_bytes"] > use["needed_bytes"]
+    assert use["keep_last"] == 2 and use["checkpoints_at_peak"] == 3  # the kept ones + the one being written
+    files = use["checkpoint_files"]
+    assert files["model/adapter_model.safetensors"] > 0 and files["training_state.safetensors"] > 0
+    assert "trainable.safetensors" not in files and sum(files.values()) == use["checkpoint_bytes"]
+    # cpu_demo: a checkpoint is larger than best/ or final/, so the peak is while a checkpoint is written
+    assert use["peak_bytes"] == 3 * use["checkpoint_bytes"] + use["model_folder_bytes"] + use["data_bytes"]
+    table = runner.invoke(app, ["doctor", "--recipe", "cpu_demo", "-o", str(tmp_path / "run")], env={"COLUMNS": "250"})
+    assert "expected disk use, counted on the meta device" in table.output
+    assert "x 3 checkpoints" in table.output and "best/ + final/" in table.output and ": fits" in table.output
+
+
+def test_a_run_that_does_not_fit_fails_the_disk_row_with_the_fix(monkeypatch, tmp_path):
+    import dataclasses
+    import shutil
+
+    from banglaocr.disk_use import estimate_disk_use
+
+    use = estimate_disk_use(load_recipe("cpu_demo"), tmp_path)
+    free = dataclasses.replace(use, keep_last=1).peak + 1  # room for one kept checkpoint, not for two
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=free))
+    result = runner.invoke(app, ["doctor", "--recipe", "cpu_demo", "-o", str(tmp_path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 1, result.output
+    disk = next(line for line in result.output.splitlines() if line.startswith("│ disk"))
+    assert "MISSING (always)" in disk and "lower train.keep_last to 1" in disk
+    assert "DOES NOT FIT" in result.output and "needs missing: disk (exit code 1)" in result.output
+
+
+def test_without_an_estimate_the_disk_row_says_why_and_asks_for_the_minimum(tmp_path):
+    _, report = doctor("--recipe", "kaggle_t4x2", "model.name_or_path=someone/not-cached-model", "-o", str(tmp_path))
+    disk = next(row for row in report["checks"] if row["key"] == "disk")
+    assert "cannot be estimated (the architecture of someone/not-cached-model is not in the local cache" in disk["found"]
+    assert disk["ok"] and "not in the local cache" in report["disk_use"]["unavailable"]

@@ -37,3 +37,36 @@ def test_a_saved_recipe_keeps_every_section(tmp_path):
     saved = yaml.safe_load(save_recipe(recipe, tmp_path / "recipe.yaml").read_text(encoding="utf-8"))
     assert saved == recipe_to_dict(recipe)
     assert "tiny" in saved["model"] and "synth" in saved["data"] and saved["data"]["curriculum"] is None
+
+
+def test_the_dry_run_prints_the_expected_disk_use_next_to_the_free_space(tmp_path, qwen_tokenizer):
+    result = CliRunner().invoke(app, ["train", "--recipe", "kaggle_t4x2", "-o", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert recipe_from_dict(yaml.safe_load(result.stdout)) == load_recipe("kaggle_t4x2")  # stdout: the recipe alone
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("expected disk use, counted on the meta device") and "qwen3-vl-2b-arch" in lines[0]
+    for start in ("model/adapter_model.safetensors", "model/tokenizer files", "training_state.safetensors",
+                  "x 4 checkpoints", "best/ + final/", "peak", "free"):
+        assert any(line.strip().startswith(start) for line in lines), start
+    assert "train.keep_last 3 + the one being written (12 saves in the run)" in result.stderr
+    assert f"at {tmp_path}: fits" in result.stderr and "trainable.safetensors" not in result.stderr
+
+
+def test_a_dry_run_that_does_not_fit_warns_with_the_fix(monkeypatch, tmp_path):
+    import shutil
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    result = CliRunner().invoke(app, ["train", "--recipe", "cpu_demo", "-o", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "1000 B are free" in warning[0] and "choose an output folder with" in warning[0]
+
+
+def test_a_dry_run_without_an_estimate_says_why_in_one_line():
+    result = CliRunner().invoke(app, ["train", "--recipe", "kaggle_t4x2", "model.name_or_path=someone/not-cached-model",
+                                      "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "expected disk use: unavailable (the architecture of someone/not-cached-model is not in the local cache "
+        "(hf download someone/not-cached-model config.json, then run again))"]

@@ -37,7 +37,9 @@ def doctor(
 
     Each row that fails says what to do. With --recipe: exit code 1 when something the recipe
     needs is missing (a GPU for fp16, bitsandbytes for adamw8bit, RAQM for synthetic data, the hub
-    or the local cache for a hub id), else 0; 2 for a bad recipe.
+    or the local cache for a hub id, the disk its checkpoints take), else 0; 2 for a bad recipe.
+    With --recipe it also prints the run's expected disk use (each checkpoint by file, x
+    train.keep_last, best/ and final/, the peak) next to the free space of the output folder.
 
     Example: banglaocr doctor --recipe recipes/kaggle_t4x2.yaml
     """
@@ -52,16 +54,24 @@ def doctor(
             loaded = load_recipe(recipe, overrides or [])
         elif overrides:
             raise UserError("recipe overrides need --recipe")
-        checks = run_checks(loaded, output_dir)
+        estimate = None
+        if loaded is not None:
+            from banglaocr.disk_use import try_estimate
+            from banglaocr.machine import output_folder
+
+            estimate = try_estimate(loaded, output_folder(loaded, output_dir))
+        checks = run_checks(loaded, output_dir, estimate)
         needed = needs(loaded)
     missing = [check for check in checks if not check.ok and check.key in needed]
     if as_json:
         rows = [{"key": c.key, "check": c.name, "found": c.found, "ok": c.ok, "needed": needed.get(c.key),
                  "fix": "" if c.ok else c.fix} for c in checks]
         typer.echo(json.dumps({"recipe": str(recipe) if recipe else None, "checks": rows,
-                               "missing": [c.name for c in missing]}, ensure_ascii=False, indent=2))
+                               "missing": [c.name for c in missing], "disk_use": disk_use_json(estimate)},
+                              ensure_ascii=False, indent=2))
     else:
         _print_table(checks, needed, recipe)
+        _print_disk_use(estimate)
         _print_verdict(missing, recipe)
     raise typer.Exit(1 if missing else 0)
 
@@ -88,6 +98,28 @@ def _print_table(checks, needed: dict[str, str], recipe) -> None:
         table.add_row(Text(check.name), Text(check.found), Text(label, style=colour),
                       Text("" if check.ok else check.fix))
     console.print(table)
+
+
+def disk_use_json(estimate) -> dict | None:
+    """The run's expected disk use for --json: bytes per file and in all, the free space; or why not."""
+    if estimate is None:
+        return None
+    use, fit, why = estimate
+    if use is None:
+        return {"unavailable": why}
+    return {**use.as_dict(), "free_bytes": fit.free, "present_bytes": fit.present, "needed_bytes": fit.needed,
+            "fits": fit.fits, "folder": str(fit.folder)}
+
+
+def _print_disk_use(estimate) -> None:
+    if estimate is None:
+        return
+    from banglaocr.disk_use import describe
+
+    use, fit, why = estimate
+    lines = describe(use, fit) if use is not None else [f"expected disk use: unavailable ({why})"]
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_verdict(missing, recipe) -> None:

@@ -39,7 +39,8 @@ def train(
                                 "the checkpoint's recipe.")
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the resolved recipe (the sections that apply) and exit.")
+        bool, typer.Option("--dry-run", help="Print the resolved recipe (the sections that apply) and the run's expected disk use "
+                                "next to the free space, and exit.")
     ] = False,
 ) -> None:
     """Train a model as a recipe says (LoRA or full fine-tune), evaluating by generation.
@@ -53,6 +54,7 @@ def train(
         loaded, output_dir = _resolve_recipe(recipe, overrides or [], output_dir)
         if dry_run:
             typer.echo(recipe_to_yaml(loaded), nl=False)  # plain: rich would wrap long lines (invalid YAML)
+            _print_disk_use(loaded, output_dir)
             return
         from banglaocr.train.loop import TrainingInterrupted, run_training
 
@@ -64,6 +66,23 @@ def train(
             err_console.print(f"[yellow]{stopped}[/]", highlight=False)
             raise typer.Exit(stopped.exit_code) from None
     console.print(f"done: {summary['output_dir']} (best/, final/, metrics.jsonl, summary.json)")
+
+
+def _print_disk_use(recipe, output_dir: Path | None) -> None:
+    """The run's expected disk use next to the free space, on stderr (stdout stays the recipe's YAML);
+    a warning line with what to do when it does not fit."""
+    from banglaocr.disk_use import advice, describe, format_bytes, try_estimate
+
+    output = Path(output_dir or recipe.train.output_dir)
+    use, fit, why = try_estimate(recipe, output)
+    if use is None:
+        err_console.print(f"expected disk use: unavailable ({why})", highlight=False, markup=False, soft_wrap=True)
+        return
+    for line in describe(use, fit):
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not fit.fits:
+        err_console.print(f"[yellow]warning: the run needs {format_bytes(fit.needed)} at {fit.folder}, "
+                          f"{format_bytes(fit.free)} are free: {advice(use, fit)}[/]", highlight=False, soft_wrap=True)
 
 
 def _resolve_recipe(recipe: str | None, arguments: list[str], output_dir: Path | None):
