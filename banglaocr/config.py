@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ def _check(condition: bool, field_name: str, message: str, got: Any = None) -> N
 
 
 # --------------------------------------------------------------------------- model
+
+# `model.max_memory` items: a device accelerate knows (GPU index, cuda:N, cpu) = a size it can read.
+_MAX_MEMORY_ITEM = re.compile(r"\s*(\d+|cuda:\d+|cpu)\s*=\s*\d+(\.\d+)?\s*([GMK]i?B)\s*")
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,27 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% more compute."""
     device_map: Literal["auto"] | None = None
-    """`auto`: split layers over all visible GPUs in ONE process (for models that do not fit one GPU).
+    """`auto`: ONE process places the model with accelerate - layers split over all visible GPUs (balanced),
+    and what does not fit `max_memory` offloaded to the CPU, then to a temporary folder on disk (offloaded
+    weights are streamed in at each forward: slow, but it runs). Works for every `init`. LoRA and
+    `lora.train_modules` weights always stay on a GPU (never offloaded), so a full fine-tune cannot offload.
     Not combinable with multi-process (DDP) training."""
+    max_memory: list[str] = field(default_factory=list)
+    """With `device_map: auto`, the most each device may hold, as `DEVICE=SIZE` items: GPU index (or
+    `cuda:N`) or `cpu`, and a size in GiB/MiB/KiB/GB/MB/KB, e.g. `[0=12GiB, 1=14GiB, cpu=30GiB]`. Empty: what
+    the devices have free. Trainable (LoRA) weights of offloaded layers come on top of a GPU's share."""
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     """Attention kernel. `flash_attention_2` needs the flash-attn package and an Ampere+ GPU."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to load."""
     trust_remote_code: bool = False
     """Allow code from the model repository to run. Off unless you trust the source."""
+
+    def __post_init__(self) -> None:
+        for item in self.max_memory:
+            _check(_MAX_MEMORY_ITEM.fullmatch(item) is not None, "max_memory",
+                   "items must look like DEVICE=SIZE (DEVICE: a GPU index, cuda:N or cpu; SIZE e.g. 12GiB)", got=item)
+        _check(not self.max_memory or self.device_map is not None, "max_memory", "needs model.device_map=auto")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,8 @@ from banglaocr import hub
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
 from banglaocr.model.patch_embed import use_matmul_patch_embedding
+from banglaocr.model.placement import (dispatch, max_memory_mapping, offloaded_state_dict,
+                                       refuse_offloaded_trainables, set_forward)
 from banglaocr.model.shipped import architecture_source, looks_like_path, model_source
 from banglaocr.model.tokenizers import build_char_tokenizer, build_qwen_tokenizer, special_token_ids
 
@@ -186,15 +187,17 @@ def resolve_dtype(model_cfg: ModelConfig, precision: str, full_finetune: bool) -
 # --------------------------------------------------------------------------- loading
 
 
-def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: str = "fp32",
-               device_map: Any = None) -> LoadedModel:
-    """Load (or build) the model, quantise, checkpoint and wrap it in LoRA as the recipe says.
+def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: str = "fp32") -> LoadedModel:
+    """Load (or build) the model, quantise, checkpoint, wrap it in LoRA and place it as the recipe says.
 
     `init: tiny` builds a random model from `model_cfg.tiny` (seed it with `torch.manual_seed`);
     `init: pretrained` loads `name_or_path`, a hub id, a shipped model's name (`tiny`) or a local
     folder - a full model folder, or an adapter folder written by `save_model_folder` (its base
-    is loaded first). `lora_cfg` None = full fine-tune (every parameter trainable). `device_map`
-    overrides `model_cfg.device_map`.
+    is loaded first). `lora_cfg` None = full fine-tune (every parameter trainable).
+
+    `model.device_map` (every `init`): the model is built on the CPU, patched and given its adapters,
+    then split by accelerate (`placement.dispatch`, trainable weights kept resident). A quantised base
+    is the exception: bitsandbytes quantises while loading, so transformers places it then.
 
     >>> load_model(ModelConfig(name_or_path="/no/such/folder"), None)
     Traceback (most recent call last):
@@ -206,30 +209,51 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
     if lora_cfg is None and adapter_folder is None and model_cfg.quantization is not None:
         raise UserError("model.quantization needs LoRA: a quantised base cannot be fully fine-tuned "
                         "(set a lora section or model.quantization=null)")
-    dtype = resolve_dtype(model_cfg, precision, full_finetune=lora_cfg is None and adapter_folder is None)
-    device_map = device_map if device_map is not None else model_cfg.device_map
+    full_finetune = lora_cfg is None and adapter_folder is None
+    dtype = resolve_dtype(model_cfg, precision, full_finetune=full_finetune)
+    model, tokenizer, base_name = _base_model(model_cfg, adapter_folder, dtype)
+    _prepare_base(model, model_cfg, dtype, precision)
+    if adapter_folder is not None:
+        model = _attach_saved_adapter(model, adapter_folder, trainable=lora_cfg is not None)
+    elif lora_cfg is not None:
+        model = _add_lora(model, lora_cfg)
+    else:
+        for param in model.parameters():
+            param.requires_grad_(True)
+    if lora_cfg is not None and dtype != torch.float32:
+        _upcast_trainable(model)
+    if model_cfg.device_map is not None and model_cfg.quantization is None:
+        # After the adapters: they are what must stay resident when layers are offloaded.
+        dispatch(core_model(model), max_memory_mapping(model_cfg.max_memory), full_finetune=full_finetune)
+    refuse_offloaded_trainables(model)
+    return LoadedModel(model=model, tokenizer=tokenizer, config=core_model(model).config,
+                       is_peft=not full_finetune, base_name_or_path=base_name)
 
-    if model_cfg.init == "tiny":
+
+def _base_model(model_cfg: ModelConfig, adapter_folder: Path | None, dtype: torch.dtype):
+    """(model, tokenizer, base name to record) before patches and adapters."""
+    if model_cfg.init in ("tiny", "random"):
         if model_cfg.quantization is not None:
             raise UserError("model.quantization needs pretrained weights (model.init: pretrained); "
-                            "quantising a random tiny model has nothing to preserve")
-        model, tokenizer = _build_tiny(model_cfg, dtype)
+                            f"quantising a random {model_cfg.init} model has nothing to preserve")
+        build = _build_tiny if model_cfg.init == "tiny" else _build_random
+        return (*build(model_cfg, dtype), None)
+    base_name = adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
+    base_source = model_source(base_name)
+    # Only bitsandbytes needs transformers to place the weights while loading (it quantises on the way);
+    # everything else is placed by `dispatch` once the adapters exist.
+    device_map = model_cfg.device_map if model_cfg.quantization is not None else None
+    model = _load_pretrained(model_cfg, base_source, dtype, device_map)
+    tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else base_source)
+    if adapter_folder is not None and Path(base_name).parent == adapter_folder:
+        # A tiny base saved inside the adapter folder: save it again with every new adapter
+        # folder rather than point at this one (checkpoint rotation may delete it).
         base_name = None
-    elif model_cfg.init == "random":
-        if model_cfg.quantization is not None:
-            raise UserError("model.quantization needs pretrained weights; a random model has nothing to preserve")
-        model, tokenizer = _build_random(model_cfg, dtype)
-        base_name = None
-    else:
-        base_name = adapter_base(adapter_folder) if adapter_folder else model_cfg.name_or_path
-        base_source = model_source(base_name)
-        model = _load_pretrained(model_cfg, base_source, dtype, device_map)
-        tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else base_source)
-        if adapter_folder is not None and Path(base_name).parent == adapter_folder:
-            # A tiny base saved inside the adapter folder: save it again with every new adapter
-            # folder rather than point at this one (checkpoint rotation may delete it).
-            base_name = None
+    return model, tokenizer, base_name
 
+
+def _prepare_base(model, model_cfg: ModelConfig, dtype: torch.dtype, precision: str) -> None:
+    """Patch embedding as a matmul, fp32 vision tower under fp16, k-bit preparation, checkpointing."""
     use_matmul_patch_embedding(model)  # the vision tower's Conv3d patch embedding, as the matmul it is
     if dtype == torch.float16 or precision == "fp16":
         # By precision too: float32 weights (a full fine-tune) still run under fp16 autocast.
@@ -246,19 +270,6 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
         # block's inputs are frozen activations (the reentrant variant would drop them).
         model.activation_checkpointing_enable({"use_reentrant": False})
         model.config.use_cache = False  # the cache is useless while training and conflicts with recompute
-
-    if adapter_folder is not None:
-        model = _attach_saved_adapter(model, adapter_folder, trainable=lora_cfg is not None)
-    elif lora_cfg is not None:
-        model = _add_lora(model, lora_cfg)
-    else:
-        for param in model.parameters():
-            param.requires_grad_(True)
-    if lora_cfg is not None and dtype != torch.float32:
-        _upcast_trainable(model)
-    return LoadedModel(model=model, tokenizer=tokenizer, config=core_model(model).config,
-                       is_peft=lora_cfg is not None or adapter_folder is not None,
-                       base_name_or_path=base_name)
 
 
 def _build_tiny(model_cfg: ModelConfig, dtype: torch.dtype):
@@ -346,7 +357,7 @@ def _load_pretrained(model_cfg: ModelConfig, name: str, dtype: torch.dtype, devi
     if model_cfg.quantization is not None:
         kwargs["quantization_config"] = _quantization_config(model_cfg.quantization, dtype)
     if device_map is not None:
-        kwargs["device_map"] = device_map
+        kwargs.update(device_map=device_map, max_memory=max_memory_mapping(model_cfg.max_memory))
     try:
         return AutoModelForImageTextToText.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:  # HFValidationError is a ValueError
@@ -500,9 +511,11 @@ def _keep_vision_tower_in_fp32(model) -> None:
         return
     for param in visual.parameters():
         if param.dtype == torch.float16:
+            # An offloaded (meta) weight too: accelerate casts what it streams in to the weight's dtype.
             param.data = param.data.float()
-    # Bound to the instance (not a closure over it): a deep copy binds to the copy.
-    visual.forward = types.MethodType(_forward_without_autocast, visual)
+    # Bound to the instance (not a closure over it): a deep copy binds to the copy. Under a dispatch
+    # hook it becomes the forward the hook calls (`placement.set_forward`).
+    set_forward(visual, _forward_without_autocast)
 
 
 def core_model(model):
@@ -569,7 +582,7 @@ def _save_base_of_adapter(loaded: LoadedModel, folder: Path) -> None:
     """Save the frozen base weights of a LoRA model, without the adapters peft injected."""
     base = loaded.model.get_base_model()
     state = {}
-    for key, tensor in base.state_dict().items():
+    for key, tensor in offloaded_state_dict(base).items():  # offloaded layers (model.device_map) read back
         if "lora_" in key or ".modules_to_save." in key:
             continue
         # peft wraps targeted layers (`q_proj.base_layer.weight`) and train_modules

@@ -9,6 +9,8 @@ Qwen3-VL training in other fine-tuning tools); a matmul is the fastest path ever
 Conv3d subclass with the same parameters under the same names (state dicts, saved folders, LoRA and
 merges are unchanged - plain transformers loads what banglaocr saves as the usual Conv3d), whose
 forward is the matmul when the input is one kernel-sized patch per row, and the convolution otherwise.
+Under accelerate's dispatch hooks (`model.device_map`) the swap reaches the forward the hook calls
+too: the hook keeps the forward it found as `_old_forward`, bound to the class of that moment.
 
 >>> import torch
 >>> conv = torch.nn.Conv3d(3, 8, kernel_size=(2, 4, 4), stride=(2, 4, 4))
@@ -21,6 +23,8 @@ forward is the matmul when the input is one kernel-sized patch per row, and the 
 """
 
 from __future__ import annotations
+
+import types
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +45,15 @@ def _is_patch_conv(module: torch.nn.Module) -> bool:
             and tuple(module.padding) == (0, 0, 0) and tuple(module.dilation) == (1, 1, 1) and module.groups == 1)
 
 
+def _rebind_saved_forwards(module: torch.nn.Module) -> None:
+    """Point forwards bound on the instance (accelerate's `_old_forward`, or the `forward` that removing a
+    hook puts back) at the module's current class; they were bound to the class it had then."""
+    for attribute in ("_old_forward", "forward"):
+        saved = module.__dict__.get(attribute)
+        if isinstance(saved, types.MethodType) and saved.__func__ in (torch.nn.Conv3d.forward, MatmulPatchEmbed.forward):
+            module.__dict__[attribute] = types.MethodType(type(module).forward, module)
+
+
 def use_matmul_patch_embedding(model: torch.nn.Module, enabled: bool = True) -> int:
     """Turn the patch-embedding Conv3d modules of `model` into `MatmulPatchEmbed` (or back, with
     `enabled=False`); returns how many were changed. Parameters are not touched."""
@@ -48,8 +61,10 @@ def use_matmul_patch_embedding(model: torch.nn.Module, enabled: bool = True) -> 
     for module in model.modules():
         if enabled and _is_patch_conv(module):
             module.__class__ = MatmulPatchEmbed
-            changed += 1
         elif not enabled and type(module) is MatmulPatchEmbed:
             module.__class__ = torch.nn.Conv3d
-            changed += 1
+        else:
+            continue
+        _rebind_saved_forwards(module)
+        changed += 1
     return changed

@@ -363,8 +363,13 @@ class TrainingRun:
             self.wrapper, self.optimizer = self.accelerator.prepare(wrapper, optimizer)
             self.device = self.accelerator.device
         else:
+            from banglaocr.model.placement import input_device, placement_summary
+
+            # accelerate placed the layers (load_model); inputs and labels go where the embedding runs -
+            # the first parameter may be offloaded (meta) or on another GPU.
             self.wrapper, self.optimizer = wrapper, self.accelerator.prepare(optimizer)
-            self.device = next(wrapper.parameters()).device
+            self.device = input_device(wrapper.model)
+            self.say(placement_summary(wrapper.model) or f"device map: everything on {self.device}")
         self.inner = self.accelerator.unwrap_model(self.wrapper)
         self.params = [p for p in self.wrapper.parameters() if p.requires_grad]
         self.augment_generator = torch.Generator().manual_seed(cfg.seed * 7919 + 17 + self.rank)
@@ -743,7 +748,7 @@ class TrainingRun:
         and is ready for the hub (a model card with `metrics` and the confusion heatmap)."""
         with atomic_folder(folder) as tmp:
             save_model_folder(self.loaded, tmp)
-            save_read_settings(tmp, self.settings)
+            save_read_settings(tmp, self.settings, tokenizer=self.loaded.tokenizer)
             save_recipe(self.recipe, tmp / "recipe.yaml")
             self.write_card(tmp, metrics)
 
@@ -806,7 +811,7 @@ class TrainingRun:
         """Everything of a checkpoint but the RNG files (each process writes its own); the manifest last."""
         state = self.state
         save_model_folder(self.loaded, tmp / "model")
-        save_read_settings(tmp / "model", self.settings)  # model/ is also what resume reads the weights from
+        save_read_settings(tmp / "model", self.settings, tokenizer=self.loaded.tokenizer)  # model/ is also what resume reads the weights from
         ckpt.write_state(tmp, "training_state", {
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.precision.state_dict(),

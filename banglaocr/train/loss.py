@@ -73,11 +73,14 @@ def gather_supervised(
     """Hidden rows that predict a supervised token, their targets, and where each target sits.
 
     `hidden` [B, T, H] (the model body's output, final norm applied), `labels` [B, T].
-    Returns `rows` [N, H] = `hidden[:, :-1][labels[:, 1:] != ignore]`, `targets` [N] =
-    `labels[:, 1:][labels[:, 1:] != ignore]`, and `index` [N, 2] (long): the (batch, position
-    in labels) of each target, so per-token weights laid out like `labels` line up with the
-    rows: `weights[index[:, 0], index[:, 1]]`.
+    Returns `rows` [N, H] = `hidden[:, :-1][labels[:, 1:] != ignore]` (on `hidden`'s device),
+    `targets` [N] = `labels[:, 1:][labels[:, 1:] != ignore]` and `index` [N, 2] (long): the (batch,
+    position in labels) of each target (both on `labels`' device), so per-token weights laid out like
+    `labels` line up with the rows: `weights[index[:, 0], index[:, 1]]`.
 
+    The two may sit on different devices: under `model.device_map` the body's output comes back on the
+    device of its last layers, while labels are where the inputs went. The positions are found where
+    the labels are (a data-dependent `nonzero`) and only the row indices travel to `hidden`.
     One `nonzero` (a CPU-GPU sync: the number of rows is data-dependent) replaces the two
     boolean-mask indexings, each of which would sync as well.
 
@@ -89,8 +92,8 @@ def gather_supervised(
     if hidden.shape[:2] != labels.shape:
         raise ValueError(f"hidden {tuple(hidden.shape)} and labels {tuple(labels.shape)} disagree on [B, T]")
     batch, position = (labels[:, 1:] != ignore_index).nonzero(as_tuple=True)
-    rows = hidden[batch, position]  # position t predicts label t + 1
-    targets = labels[batch, position + 1]
+    targets = labels[batch, position + 1]  # position t predicts label t + 1
+    rows = hidden[batch.to(hidden.device, non_blocking=True), position.to(hidden.device, non_blocking=True)]
     return rows, targets, torch.stack((batch, position + 1), dim=1)
 
 
@@ -242,12 +245,18 @@ def lm_loss_sum(
     (applied to the supervised rows only), `token_weights` [B, T] laid out like `labels`
     (the weight of the token each label position holds; other positions are ignored).
     Divide by the optimizer step's token count (module docstring) - not by `tokens`.
+
+    Devices (`model.device_map`): `hidden` may come back on another device than `labels`, and
+    `lm_head` may run on a third (a tied head sits with the input embedding). The rows are gathered
+    where `hidden` is, the per-token losses computed where the logits are (targets and weights go
+    there), and the sum comes back on `labels`' device - where the loop adds up its step.
     """
     rows, targets, index = gather_supervised(hidden, labels, ignore_index)
-    per_token = token_losses(lm_head(rows), targets, focal_gamma, label_smoothing)
-    weights = None if token_weights is None else token_weights[index[:, 0], index[:, 1]]
+    logits = lm_head(rows)
+    per_token = token_losses(logits, targets.to(logits.device, non_blocking=True), focal_gamma, label_smoothing)
+    weights = None if token_weights is None else token_weights[index[:, 0], index[:, 1]].to(logits.device)
     per_token = weighted_token_losses(per_token, weights, confusion_weight)
-    return LossSum(per_token.sum(), int(targets.numel()))
+    return LossSum(per_token.sum().to(labels.device), int(targets.numel()))
 
 
 def batch_token_weights(batch: dict, char_weights: dict[str, float] | None) -> torch.Tensor | None:

@@ -15,7 +15,21 @@ from __future__ import annotations
 import torch
 
 from banglaocr.model.factory import core_model
+from banglaocr.model.placement import execution_device
 from banglaocr.train.loss import lm_loss_sum
+
+
+def on_its_device(head: torch.nn.Module):
+    """`head` as a function that first moves its input to where `head` runs (`placement.execution_device`):
+    under `model.device_map` the rows come from the device of the last layers, and a head without
+    accelerate's hook would not move them itself.
+
+    >>> head = torch.nn.Linear(2, 3)
+    >>> on_its_device(head)(torch.ones(4, 2)).shape
+    torch.Size([4, 3])
+    """
+    device = execution_device(head)
+    return lambda rows: head(rows.to(device, non_blocking=True))
 
 
 class SupervisedLossModel(torch.nn.Module):
@@ -23,6 +37,9 @@ class SupervisedLossModel(torch.nn.Module):
 
     The model never computes its own loss (no `labels` go in), and full-vocabulary logits are
     never built for the prompt and image positions: memory is O(answer tokens x vocab).
+    `core.model` and `core.lm_head` are called below the top-level module, where accelerate's hooks
+    (`model.device_map`) would move outputs back to the input device: `lm_loss_sum` takes each tensor
+    to the device it needs and returns the sum on `labels`' device (the model's input device).
     """
     def __init__(self, model: torch.nn.Module, focal_gamma: float, label_smoothing: float):
         super().__init__()
@@ -33,7 +50,8 @@ class SupervisedLossModel(torch.nn.Module):
     def forward(self, inputs: dict, labels: torch.Tensor, token_weights: torch.Tensor | None = None,
                 confusion_weight: float = 0.0) -> torch.Tensor:
         core = core_model(self.model)
-        hidden = core.model(**inputs).last_hidden_state  # the final norm is already applied
-        return lm_loss_sum(hidden, labels, core.lm_head, token_weights=token_weights,
+        # The final norm is already applied; under device_map this is on the final norm's device.
+        hidden = core.model(**inputs).last_hidden_state
+        return lm_loss_sum(hidden, labels, on_its_device(core.lm_head), token_weights=token_weights,
                            confusion_weight=confusion_weight, focal_gamma=self.focal_gamma,
                            label_smoothing=self.label_smoothing).loss_sum
