@@ -30,7 +30,9 @@ def merge_lora(
     dtype: Annotated[
         Dtype,
         typer.Option("--dtype", metavar=one_of(Dtype),
-                     help="Weight dtype of the merged model (float16 for T4s; bfloat16 for A100/H100)."),
+                     help="Weight dtype of the merged model: float32 on T4s (banglaocr reads it in fp16 there, "
+                          "the vision tower in fp32; a float16 file read by plain transformers runs Qwen3-VL's "
+                          "vision tower in fp16, which can overflow); bfloat16 for A100/H100 and vLLM."),
     ] = "float32",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
     as_json: JsonOption = False,
@@ -41,7 +43,9 @@ def merge_lora(
     It keeps banglaocr.json, so eval and predict read images exactly as in training.
     Nothing is written when the logits check fails (exit code 2).
 
-    Example: banglaocr merge-lora --adapter runs/kaggle_t4x2/best --out runs/kaggle_t4x2/merged --dtype float16
+    On a T4 keep the default float32 (see --dtype); on A100/H100: --dtype bfloat16.
+
+    Example: banglaocr merge-lora --adapter runs/kaggle_t4x2/best --out runs/kaggle_t4x2/merged
     """
     with user_errors():
         from banglaocr.merge import merge_lora as run_merge
