@@ -31,10 +31,8 @@ def scan_dims(
     max_height: Annotated[
         int, typer.Option("--max-height", min=32, metavar="N", help="Largest target height (pixels).")
     ] = 64,
-    padding_buffer: Annotated[
-        float, typer.Option("--padding-buffer", min=0.0, metavar="X", help="Head-room over p99 width and max label "
-                                                                           "tokens.")
-    ] = 0.1,
+    padding_buffer: Annotated[float, typer.Option("--padding-buffer", min=0.0, metavar="X",
+                                                  help="Head-room over p99 width and max label tokens.")] = 0.1,
     as_json: JsonOption = False,
     write: Annotated[
         Path | None, typer.Option("--write", metavar="FILE", help="Write the budget as a recipe YAML fragment.")
