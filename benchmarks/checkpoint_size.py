@@ -15,7 +15,9 @@ and once more as `checkpoints/best.safetensors`), side by side, with what `train
   oldest is rotated out), best/ and final/. Kaggle gives 20 GB of working space (/kaggle/working).
 - Unless `--no-check`: the estimate is checked against real runs on this machine (cpu_demo's LoRA on the
   shipped tiny model, and a full fine-tune of a tiny model with 8-bit AdamW, 4 steps each): each counted
-  file's estimated bytes next to its bytes on disk.
+  file's estimated bytes next to its bytes on disk; and what the estimate costs `train --dry-run`: the
+  same command in fresh processes, with the estimate and with it switched off, alternating, median wall
+  time.
 
 Writes benchmarks/results/checkpoint_size.md (and prints it). The last line is
 `checkpoint_ratio=X.XX run_ratio=Y.YY` (the layout before / this version: one checkpoint; the run's peak).
@@ -27,8 +29,11 @@ import argparse
 import dataclasses
 import io
 import math
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +145,48 @@ def check_against_runs() -> list[str]:
     return lines
 
 
+DRY_RUN_REPEATS = 3
+# The dry run as `banglaocr train` runs it; `{off}` switches its disk-use estimate off (the command before).
+DRY_RUN = ("import sys; import banglaocr.cli.train as train\n"
+           "if {off}: train._print_disk_use = lambda *args: None\n"
+           "from banglaocr.cli import main; sys.argv = ['banglaocr', 'train', '--recipe', {recipe!r}, '--dry-run']; main()")
+
+
+def dry_run_cost(recipe_name: str) -> list[str]:
+    """Wall seconds of `banglaocr train --recipe R --dry-run` in a fresh process (imports included), with
+    the disk-use estimate and without it, alternating so that both see the same machine load."""
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    walls: dict[bool, list[float]] = {True: [], False: []}
+    cpus: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(DRY_RUN_REPEATS):
+        for off in (True, False):
+            start, used = time.perf_counter(), _children_cpu()
+            subprocess.run([sys.executable, "-c", DRY_RUN.format(off=off, recipe=recipe_name)], env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            walls[off].append(time.perf_counter() - start)
+            cpus[off].append(_children_cpu() - used)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [f"| `train --recipe {recipe_name} --dry-run` | median wall, s | median CPU (user + sys), s | "
+             "wall of each run, s |", "| --- | ---: | ---: | --- |"]
+    for off, label in ((True, "the recipe's YAML only (the estimate switched off)"),
+                       (False, "YAML + expected disk use (this version)")):
+        lines.append(f"| {label} | {statistics.median(walls[off]):.1f} | {statistics.median(cpus[off]):.1f} | "
+                     f"{', '.join(f'{t:.1f}' for t in walls[off])} |")
+    ratio = lambda runs: statistics.median(runs[False]) / statistics.median(runs[True])  # noqa: E731
+    lines.append(f"| with / without | {ratio(walls):.1f} | {ratio(cpus):.1f} | {os.cpu_count()} CPUs, load average "
+                 f"{load:.1f} at the end |")
+    return lines
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def report(recipe_name: str, check: bool) -> tuple[str, float, float]:
     from banglaocr.config import load_recipe
     from banglaocr.disk_use import estimate_disk_use
@@ -161,7 +208,8 @@ def report(recipe_name: str, check: bool) -> tuple[str, float, float]:
             "## The run", "", *run_table(use, old), "",
             "## What train.keep_last costs", "", *keep_last_table(use, best_step), ""]
     if check:
-        text += ["## The estimate next to real runs (this machine)", "", *check_against_runs(), ""]
+        text += ["## The estimate next to real runs (this machine)", "", *check_against_runs(), "",
+                 "## What the estimate costs the dry run (this machine)", "", *dry_run_cost(recipe_name), ""]
     checkpoint_ratio, run_ratio = old["checkpoint"] / use.checkpoint.bytes, old["peak"] / use.peak
     text.append(f"checkpoint_ratio={checkpoint_ratio:.2f} run_ratio={run_ratio:.2f}")
     return "\n".join(text) + "\n", checkpoint_ratio, run_ratio
@@ -170,7 +218,7 @@ def report(recipe_name: str, check: bool) -> tuple[str, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="kaggle_t4x2")
-    parser.add_argument("--no-check", action="store_true", help="skip the real runs that check the estimate")
+    parser.add_argument("--no-check", action="store_true", help="skip the real runs that check the estimate and the dry-run timing")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     text, _, _ = report(args.recipe, not args.no_check)
