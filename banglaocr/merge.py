@@ -339,7 +339,7 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
         if not diff <= limit:
             raise UserError(f"the merged model saved in {dtype} does not reproduce the adapter: max |logits "
                             f"difference| {diff:.3g} > tolerance {limit:.3g} (non-finite = overflow); "
-                            f"nothing was written to {out}" + (" - try --dtype bfloat16 or float32"
+                            f"nothing was written to {out}" + (" - try --dtype float32 (bfloat16 on GPUs that have it, not a T4)"
                                                                  if dtype == "float16" else ""))
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / REPORT_FILE, report)

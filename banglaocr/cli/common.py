@@ -140,8 +140,10 @@ def load_quietly(model: str, adapter: str | None, precision: str, device: str | 
 
 @contextlib.contextmanager
 def progress_bar(total: int, description: str, show: bool) -> Iterator:
-    """A rich progress bar on stderr (stdout stays clean); yields `advance(n)`."""
-    if not show:
+    """A rich progress bar on stderr (stdout stays clean) where it can redraw in place; yields `advance(n)`."""
+    from banglaocr.live_display import wants_live_display
+
+    if not show or not wants_live_display(err_console):  # a pipe or a notebook's ! cell would keep every frame
         yield lambda n: None
         return
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,

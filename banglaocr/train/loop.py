@@ -61,6 +61,7 @@ from banglaocr.errors import UserError
 from banglaocr.evaluation import Evaluation, evaluate_records
 from banglaocr.files import atomic_folder, commit_folder, fresh_tmp_folder, write_json
 from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
+from banglaocr.live_display import wants_live_display
 from banglaocr.model.factory import (load_model, save_model_folder, skip_lora_input_casts,
                                      trainable_parameter_summary)
 from banglaocr.model.shipped import model_source
@@ -266,7 +267,7 @@ class TrainingRun:
     def phase(self, what: str):
         """A spinner with `what` while a start-up phase runs (main process, interactive consoles; it leaves no
         line behind - the line that follows says what the phase did and how long it took)."""
-        if self.accelerator.is_main_process and self.console.is_terminal:
+        if self.accelerator.is_main_process and wants_live_display(self.console):  # a ! cell keeps every frame
             return self.console.status(f"{what} ...")
         return contextlib.nullcontext()
 
