@@ -219,3 +219,20 @@ def card_metrics(folder: Path) -> dict:
         return {}
     names = {name: key for key, name in METRIC_NAMES.items()}
     return {names[m["name"]]: m["value"] for m in found if m.get("name") in names}
+
+
+def write_training_card(folder: Path, recipe, base_model: str | None, is_adapter: bool, metrics: dict | None,
+                        confusion: dict | None = None) -> Path:
+    """The card of a model folder a training run writes (best/, final/): base, scores, the resolved recipe, and
+    - when `confusion` (a `ConfusionStats.to_dict()` of the last validation) is given - its heatmap beside it;
+    None keeps the heatmap the folder already has."""
+    from banglaocr.config import recipe_to_yaml
+
+    heatmap = None
+    if confusion:
+        from banglaocr.confusion import ConfusionStats
+        from banglaocr.report import report_from_stats, write_heatmap
+
+        heatmap = write_heatmap(report_from_stats(ConfusionStats.from_dict(confusion)), Path(folder) / HEATMAP)
+    return write_model_card(folder, base_model, "adapter" if is_adapter else "full", metrics,
+                            recipe_to_yaml(recipe), heatmap)

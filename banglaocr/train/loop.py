@@ -65,7 +65,7 @@ from banglaocr.live_display import wants_live_display
 from banglaocr.model.factory import (load_model, save_model_folder, skip_lora_input_casts,
                                      trainable_parameter_summary)
 from banglaocr.model.shipped import model_source
-from banglaocr.model_card import HEATMAP
+from banglaocr.model_card import HEATMAP, write_training_card
 from banglaocr.train import checkpoint as ckpt
 from banglaocr.train.resume_check import recipe_changes
 from banglaocr.train.run_folder import RunFolderLock, claim_run_folder
@@ -754,16 +754,12 @@ class TrainingRun:
             self.write_card(tmp, metrics)
 
     def write_card(self, folder: Path, metrics: dict | None, heatmap: bool = True) -> None:
-        """README.md for the hub: base model, scores, the recipe, and (`heatmap`) the last validation's
+        """README.md for the hub (`model_card.write_training_card`); `heatmap`: draw the last validation's
         confusion heatmap - False keeps the one the folder already has."""
-        from banglaocr.config import recipe_to_yaml
-        from banglaocr.model_card import write_model_card
-
-        heatmap = self._confusion_heatmap(folder / HEATMAP) if heatmap else None
         base = self.loaded.base_name_or_path if self.loaded.is_peft else (
             self.recipe.model.name_or_path if self.recipe.model.init == "pretrained" else None)
-        write_model_card(folder, base, "adapter" if self.loaded.is_peft else "full", metrics,
-                         recipe_to_yaml(self.recipe), heatmap)
+        write_training_card(folder, self.recipe, base, self.loaded.is_peft, metrics,
+                            self.state.confusion if heatmap else None)
 
     def _save_best(self) -> None:
         """best/, with the step it holds (what a resumed run's test split is scored with: `_saved_best_weights`)."""
@@ -898,14 +894,6 @@ class TrainingRun:
         best = trainable_state(self.inner.model)
         load_trainable_state(self.inner.model, final_weights)
         return best
-
-    def _confusion_heatmap(self, path: Path) -> Path | None:
-        """A heatmap of the last validation's confusion statistics at `path` (model cards); None before one."""
-        from banglaocr.report import report_from_stats, write_heatmap
-
-        if not self.state.confusion:
-            return None
-        return write_heatmap(report_from_stats(ConfusionStats.from_dict(self.state.confusion)), path)
 
     def _gather_skipped(self) -> None:
         """Images other processes failed to decode (their train shards) go into this process's report too."""
