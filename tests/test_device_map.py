@@ -157,6 +157,38 @@ def test_one_step_on_offloaded_layers_gives_the_gradients_of_the_model_on_one_de
     assert all(g is not None and torch.equal(g, grads[1][n]) for n, g in grads[0].items())
 
 
+def test_a_model_that_fits_nowhere_is_offloaded_whole_and_still_runs():
+    """Under a cap that holds no module, accelerate maps the whole model (the empty name) to disk; it is named
+    by its top-level modules instead, so the offload store finds every weight."""
+    loaded = _tiny(device_map="auto", max_memory=["cpu=1KB"])
+    device_map = core_model(loaded.model).hf_device_map
+    assert set(device_map) == {"model", "lm_head"} and set(device_map.values()) == {"disk"}
+    assert placement_summary(loaded.model) == "device map: disk (offloaded): model, lm_head"
+    batch = _batch(loaded.tokenizer)
+    loss = SupervisedLossModel(loaded.model, 0.0, 0.0)(finish_batch_on_device(batch, "cpu"), batch["labels"])
+    loss.backward()
+    assert all(p.grad is not None for p in loaded.model.parameters() if p.requires_grad)
+
+
+def test_only_weightless_modules_on_disk_still_dispatch(monkeypatch):
+    """accelerate writes its offload index only when it offloads a weight, but reads it for any module on disk:
+    a map whose disk modules hold no weights (a rotary embedding's buffers) gets an empty index."""
+    from banglaocr.model import placement
+
+    def rotary_on_disk(model, max_memory):
+        return {"model.visual": "cpu", "model.language_model.embed_tokens": "cpu",
+                "model.language_model.layers": "cpu", "model.language_model.norm": "cpu",
+                "model.language_model.rotary_emb": "disk", "lm_head": "cpu"}
+
+    monkeypatch.setattr(placement, "infer_device_map", rotary_on_disk)
+    loaded = _tiny(device_map="auto", max_memory=["cpu=10MB"])
+    batch = _batch(loaded.tokenizer)
+    reference = _tiny()
+    losses = [SupervisedLossModel(m.model, 0.0, 0.0)(finish_batch_on_device(batch, "cpu"), batch["labels"])
+              for m in (loaded, reference)]
+    assert torch.equal(losses[0], losses[1])
+
+
 def test_a_full_fine_tune_that_would_offload_is_refused_in_one_line():
     with pytest.raises(UserError, match="a full fine-tune trains every weight") as refused:
         _tiny(lora=None, device_map="auto", max_memory=SPLIT_VISION)

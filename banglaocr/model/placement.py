@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import tempfile
 import types
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -84,9 +85,15 @@ def infer_device_map(model: torch.nn.Module, max_memory: dict[int | str, str] | 
     no_split = sorted(getattr(model, "_no_split_modules", None) or [])
     try:
         balanced = get_balanced_memory(model, max_memory=max_memory, no_split_module_classes=no_split)
-        return dict(infer_auto_device_map(model, max_memory=balanced, no_split_module_classes=no_split))
+        device_map = dict(infer_auto_device_map(model, max_memory=balanced, no_split_module_classes=no_split))
     except ValueError as err:  # a size accelerate cannot read
         raise UserError(f"model.max_memory: {err}") from None
+    if "" in device_map:
+        # The whole model on one device: named by its top-level modules, because accelerate's offload reads
+        # a module's weights by its name's prefix and finds none for the empty name.
+        device = device_map.pop("")
+        device_map.update({name: device for name, _ in model.named_children()})
+    return device_map
 
 
 def _trainable_modules(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
@@ -104,6 +111,7 @@ def dispatch(model: torch.nn.Module, max_memory: dict[int | str, str] | None, fu
     returns the device map (also `model.hf_device_map`). Trainable weights stay resident (module docstring);
     disk offload writes to a temporary folder that lives as long as the model."""
     from accelerate import dispatch_model
+    from accelerate.utils import extract_submodules_state_dict, find_tied_parameters
 
     device_map = infer_device_map(model, max_memory)
     offload_devices = _offload_devices(device_map)
@@ -112,13 +120,16 @@ def dispatch(model: torch.nn.Module, max_memory: dict[int | str, str] | None, fu
         raise UserError(f"model.device_map: {offloaded[0]} (and {len(offloaded) - 1} more) would be offloaded to "
                         f"{device_map[offloaded[0]]}, but a full fine-tune trains every weight and a trained weight "
                         "cannot be offloaded: give the GPUs more room (model.max_memory) or train LoRA")
-    from accelerate.utils import find_tied_parameters
-
     trainable = _trainable_modules(model)
     # accelerate re-ties tied weights after dispatch only when one of them stays on a device: a tied head
     # offloaded with its embedding becomes two offloaded copies. Saving needs to know they are one.
     tied = find_tied_parameters(model)
     folder = tempfile.TemporaryDirectory(prefix="banglaocr-offload-") if "disk" in device_map.values() else None
+    disk = [name for name, device in device_map.items() if device == "disk"]
+    if folder is not None and not extract_submodules_state_dict(model.state_dict(), disk):
+        # accelerate writes index.json only when it offloads a weight, but reads it whenever a module sits on
+        # "disk" - also when those modules hold no weights of their own (a rotary embedding): an empty index.
+        (Path(folder.name) / "index.json").write_text("{}", encoding="utf-8")
     dispatch_model(model, device_map, offload_dir=folder.name if folder else None,
                    skip_keys=getattr(model, "_skip_keys_device_placement", None))
     _keep_resident(model, trainable)
@@ -147,6 +158,9 @@ def _keep_resident(model: torch.nn.Module, trainable: dict[str, dict[str, torch.
         hook = _offload_hook(module)
         if hook is None:  # placed on its device like any weight
             continue
+        # Detaching an offload hook would load each weight back from the offload store, which need not hold
+        # the trainable ones (on disk: only what the state dict listed); they are put back from `tensors`.
+        hook.offload = False
         remove_hook_from_module(module)
         for tensor_name, tensor in tensors.items():
             slot = module._parameters if tensor_name in module._parameters else module._buffers
