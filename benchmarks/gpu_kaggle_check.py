@@ -62,6 +62,25 @@ for another device (or fp32) `mfu` is null and `notes` says why.
     python benchmarks/gpu_kaggle_check.py --both                 # on a GPU: fp16, then bf16, + a table
     python benchmarks/gpu_kaggle_check.py --precision bf16 --steps 40
     python benchmarks/gpu_kaggle_check.py --tiny --device cpu    # CPU smoke test of the same path (fp32)
+    python benchmarks/gpu_kaggle_check.py --device-map           # the 2B split over the GPU and the CPU
+
+`--device-map` runs the same check in ONE process with `model.device_map=auto` and
+`model.max_memory=[0=<--gpu-memory>, cpu=<--cpu-memory>]` (default 3 GiB on GPU 0: the vision tower,
+the embedding and the first layers; the rest is offloaded to the CPU, its LoRA weights stay on the GPU)
+through the real loop: accelerate's offload hooks streaming frozen weights to the GPU at every forward,
+adapters of offloaded layers training, the fp32 vision tower and the matmul patch embedding under the
+hooks, generation for the final validation, the saved base read back from the offload store. It is slow
+by design (offloaded weights cross PCIe at every forward): read its line for "it trains", not for speed.
+Its runs go to `<out>/<precision>-device-map/`. With `--device cpu` (the smoke test) only
+`cpu=<--cpu-memory>` is given: what does not fit is offloaded to disk.
+
+accelerate runs CPU-offloaded layers on GPU 0, so that run keeps every activation on one device. The
+layout of two GPUs - the last layers, hence the hidden states, on another device than the inputs,
+labels and the tied lm_head - is checked next to it in process (`two_devices` in the JSON line):
+banglaocr's tiny model with its last decoder layer and final norm on GPU 0 and the rest on the CPU
+(both execute), one LoRA forward + backward of `SupervisedLossModel` against the same model on the CPU
+alone (`loss_diff`, `grad_max_diff`; `ok` within 1e-4). On `--device cpu` both halves are the CPU:
+the plumbing only.
 
 Without CUDA and without `--device cpu` it exits with code 2 and one line. Needs what
 `banglaocr train` needs for the recipe (bitsandbytes for its 8-bit AdamW, or pass
@@ -103,10 +122,10 @@ PEAK_TFLOPS = [
 TINY_OVERRIDES = ["model.name_or_path=tiny", "model.init=tiny", "lora.r=8", "lora.alpha=16",
                   "data.synth.n=120", "data.num_workers=0", "train.log_steps=2"]
 TINY_DEFAULTS = {"steps": 6, "batch_size": 4}
-KEYS = ("model", "precision", "device", "processes", "batch_size_per_process", "grad_accum_steps", "steps",
-        "samples_per_s", "samples_per_s_basis", "samples_per_s_run", "step_s", "peak_gpu_memory_gib", "fits_t4",
+KEYS = ("model", "precision", "device", "device_map", "processes", "batch_size_per_process", "grad_accum_steps",
+        "steps", "samples_per_s", "samples_per_s_basis", "samples_per_s_run", "step_s", "peak_gpu_memory_gib", "fits_t4",
         "nonfinite_steps", "tokens_per_sample", "padded_tokens_per_sample", "supervised_tokens_per_sample",
-        "patches_per_sample", "params", "model_tflops_per_step", "peak_tflops", "mfu", "final_loss",
+        "patches_per_sample", "params", "model_tflops_per_step", "peak_tflops", "mfu", "final_loss", "two_devices",
         "wall_s", "output_dir", "notes")
 
 
@@ -287,6 +306,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--peak-tflops", type=float, help="the device's peak (overrides the table)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    parser.add_argument("--device-map", action="store_true",
+                        help="one process, model.device_map=auto with max_memory: the model split over GPU and CPU")
+    parser.add_argument("--gpu-memory", default="3GiB", help="--device-map: GPU 0's share (model.max_memory)")
+    parser.add_argument("--cpu-memory", default="64GiB", help="--device-map: the CPU's share (model.max_memory)")
     return parser.parse_args(argv)
 
 
@@ -298,13 +321,30 @@ def train_command(args, precision: str, run_dir: Path, synth_dir: Path) -> list[
     overrides += [f"train.max_steps={steps}"] if steps else []
     overrides += [f"train.batch_size={batch_size}"] if batch_size else []
     overrides += TINY_OVERRIDES if args.tiny else []
+    overrides += device_map_overrides(args)
     return [sys.executable, "-m", "banglaocr", "train", "--recipe", str(RECIPE), "--overwrite",
             *overrides, *args.overrides]
 
 
+def device_map_overrides(args) -> list[str]:
+    """`--device-map`: the recipe keys that split the model over GPU 0 and the CPU (only the CPU with --device cpu).
+
+    >>> device_map_overrides(argparse.Namespace(device_map=True, device="cuda", gpu_memory="3GiB", cpu_memory="64GiB"))
+    ['model.device_map=auto', 'model.max_memory=[0=3GiB, cpu=64GiB]']
+    """
+    if not args.device_map:
+        return []
+    shares = [f"cpu={args.cpu_memory}"] if args.device == "cpu" else [f"0={args.gpu_memory}", f"cpu={args.cpu_memory}"]
+    return ["model.device_map=auto", f"model.max_memory=[{', '.join(shares)}]"]
+
+
+def run_name(args, precision: str) -> str:
+    return f"{precision}-device-map" if args.device_map else precision
+
+
 def run_training(args, precision: str, out: Path) -> tuple[Path, str | None]:
-    """Run `banglaocr train` (output in `<out>/<precision>.log`); returns (run folder, error line or None)."""
-    run_dir, log = out / precision, out / f"{precision}.log"
+    """Run `banglaocr train` (output in `<out>/<run name>.log`); returns (run folder, error line or None)."""
+    run_dir, log = out / run_name(args, precision), out / f"{run_name(args, precision)}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     if args.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -390,15 +430,68 @@ def check(args, precision: str, out: Path) -> dict:
         except (OSError, KeyError, ValueError) as err:  # e.g. a run stopped by its time limit: no summary.json
             error = f"reading the run in {run_dir} failed: {type(err).__name__}: {err}"
     if error is not None:
-        return {"precision": precision, "error": error, "log": str(out / f"{precision}.log")}
+        return {"precision": precision, "error": error, "log": str(out / f"{run_name(args, precision)}.log")}
     result = {key: None for key in KEYS}
     result.update(measured)
+    result["device_map"] = device_map_overrides(args)[1].split("=", 1)[1] if args.device_map else None
+    result["two_devices"] = two_device_check("cuda:0" if args.device == "cuda" else "cpu") if args.device_map else None
     result["wall_s"] = round(time.perf_counter() - started, 1)
     if args.out or args.keep:
         result["output_dir"] = str(run_dir)
     else:  # read: gone (a 2B run saves its random base with best/, final/ and the checkpoint)
         shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+def two_device_check(tail_device: str, tolerance: float = 1e-4) -> dict:
+    """One LoRA forward + backward with the tiny model's last decoder layer and final norm on `tail_device` and
+    everything else (inputs, labels, the tied lm_head with its embedding) on the CPU, against the model on the
+    CPU alone: what `device_map=auto` does on two GPUs, on one GPU and the CPU.
+
+    >>> result = two_device_check("cpu")
+    >>> result["tail_device"], result["ok"], result["loss_diff"]
+    ('cpu', True, 0.0)
+    """
+    import torch
+    from accelerate import dispatch_model
+    from PIL import Image
+
+    from banglaocr.config import ImageConfig, LoraConfig, ModelConfig, TinyModelSpec
+    from banglaocr.data.collate import Collator, finish_batch_on_device
+    from banglaocr.data.pixels import resize_to_budget
+    from banglaocr.model.factory import core_model, load_model
+    from banglaocr.model.placement import execution_device
+    from banglaocr.train.supervised_model import SupervisedLossModel
+
+    spec = TinyModelSpec(hidden_size=64, num_layers=2, vision_depth=1)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(load_model(ModelConfig(name_or_path="tiny", init="tiny", dtype="float32", tiny=spec),
+                                 LoraConfig(r=4, dropout=0.0)))
+    core = core_model(models[1].model)
+    last = f"model.language_model.layers.{spec.num_layers - 1}"
+    on_cpu = ["model.visual", "model.language_model.embed_tokens", "model.language_model.rotary_emb", "lm_head",
+              *(f"model.language_model.layers.{i}" for i in range(spec.num_layers - 1))]
+    dispatch_model(core, {**dict.fromkeys(on_cpu, "cpu"), last: tail_device, "model.language_model.norm": tail_device},
+                   main_device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    images = [resize_to_budget(Image.fromarray((torch.rand(32, 64 * (i + 1), 3, generator=generator) * 255)
+                                               .to(torch.uint8).numpy()), ImageConfig(height=32, max_width=128))
+              for i in range(2)]
+    batch = Collator(models[0].tokenizer, "লেখো", train=True)(
+        [{"image": image, "text": text} for image, text in zip(images, ["কলম", "আমার বই"])])
+    losses, grads = [], []
+    for loaded in models:
+        loss = SupervisedLossModel(loaded.model, 2.0, 0.1)(finish_batch_on_device(batch, "cpu"), batch["labels"])
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.cpu() for n, p in loaded.model.named_parameters() if p.requires_grad})
+    loss_diff = float((losses[0] - losses[1]).abs())
+    grad_diff = max(float((grads[0][n] - grads[1][n]).abs().max()) for n in grads[0])
+    return {"tail_device": str(execution_device(core.model.language_model.norm)), "loss_device": str(losses[1].device),
+            "loss_diff": loss_diff, "grad_max_diff": grad_diff,
+            "ok": losses[1].device.type == "cpu" and max(loss_diff, grad_diff) <= tolerance}
 
 
 def table(results: list[dict]) -> str:
@@ -443,7 +536,8 @@ def main(argv=None) -> int:
             shutil.rmtree(out, ignore_errors=True)
     if len(results) > 1:
         print(table(results))
-    return 1 if any("error" in r for r in results) else 0
+    failed_two_devices = any(not (r.get("two_devices") or {"ok": True})["ok"] for r in results)
+    return 1 if failed_two_devices or any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":
