@@ -35,7 +35,14 @@ def main(argv: list[str]) -> None:
     loop.run_training(load_recipe("cpu_demo", overrides), output_dir, console=Console(file=io.StringIO()))
     rank = PartialState().process_index
     Path(dump_dir).mkdir(parents=True, exist_ok=True)
-    save_file(loop.trainable_state(built[-1].model), str(Path(dump_dir) / f"rank{rank}.safetensors"))
+    model = built[-1].model
+    if hasattr(model, "peft_config"):  # named as in the adapter file a checkpoint stores them in
+        from peft import get_peft_model_state_dict
+
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in get_peft_model_state_dict(model).items()}
+    else:
+        state = loop.trainable_state(model)
+    save_file(state, str(Path(dump_dir) / f"rank{rank}.safetensors"))
 
 
 if __name__ == "__main__":

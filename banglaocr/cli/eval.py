@@ -248,7 +248,7 @@ def _warn(summary: dict, unreadable, as_json: bool) -> None:
     """One line on stderr for skipped images (tables only) and for non-finite logits (always)."""
     if unreadable.total and not as_json:
         err_console.print(f"[yellow]{unreadable.summary()}[/]", highlight=False)
-    if summary["nonfinite_logits"]:
+    if summary.get("nonfinite_logits"):
         from banglaocr.infer import NONFINITE_ERROR
 
         err_console.print(f"[yellow]{summary['nonfinite_logits']} sample(s): {NONFINITE_ERROR}; scored as empty "
@@ -278,7 +278,8 @@ def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
     from banglaocr.cli.tables import AlignedTable
 
     # The geometry first: a base read by its own preprocessing and one read at a budget score differently.
-    console.print(f"images: {summary['geometry']['description']}", highlight=False, soft_wrap=True)
+    if summary.get("geometry"):
+        console.print(f"images: {summary['geometry']['description']}", highlight=False, soft_wrap=True)
     table = AlignedTable(title=f"{summary['model']} on {summary['data']} [{summary['split']}]: {summary['n']} samples")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -288,7 +289,7 @@ def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
     table.add_row("grapheme error rate", f"{summary['ger']:.4f}")
     table.add_row("exact match", f"{summary['exact_match']:.4f}")
     table.add_row("empty predictions", str(summary["empty_predictions"]))
-    if summary["nonfinite_logits"]:
+    if summary.get("nonfinite_logits"):
         table.add_row("non-finite logits (scored empty)", str(summary["nonfinite_logits"]))
     table.add_row("unreadable images (skipped)", str(summary["unreadable_images"]))
     table.add_row("images / s (decode + generate)", f"{summary['images_per_s']:.1f}")
