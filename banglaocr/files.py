@@ -16,11 +16,13 @@ next to its target and renamed over it (`os.replace` is atomic on one file syste
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
+
+from banglaocr.row_encoding import json_text
 
 
 def commit_folder(tmp: Path, final: Path) -> None:
@@ -59,18 +61,35 @@ def atomic_folder(final: Path) -> Iterator[Path]:
     commit_folder(tmp, final)
 
 
+def _fresh_tmp_file(path: Path) -> Path:
+    """A new, empty `.NAME.XXXXXXXX.tmp` beside `path`, created exclusively: never a file or FIFO already
+    there (opening a FIFO planted under a fixed temporary name would block)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the mode goes through umask
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_path)`, then rename the temporary file over `path` (never a half-written `path`)."""
+    """Call `write(tmp_path)`, then rename the temporary file over `path` (never a half-written `path`;
+    a failed write leaves `path` as it was and no temporary file behind)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    tmp = _fresh_tmp_file(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """`payload` as indented UTF-8 JSON at `path`, atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n",
-                                                  encoding="utf-8"))
+    """`payload` as indented UTF-8 JSON at `path`, atomically (any file name inside it survives:
+    `row_encoding.json_text`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(json_text(payload, indent=2) + "\n", encoding="utf-8"))
 
 
 def read_text(path: Path, label: str | None = None) -> str:

@@ -91,18 +91,17 @@ def tolerance(dtype: str) -> float:
 
 
 def _check_out_dir(out: Path, adapter: Path, base: str | None, force: bool) -> None:
-    resolved = out.resolve()
-    for name, source in (("adapter", adapter), ("base", Path(base) if base else None)):
-        if source is None or not source.exists():
-            continue
-        source = source.resolve()
-        # Replacing out_dir deletes whatever lies inside it: never the model being merged.
-        if source == resolved or resolved in source.parents:
-            raise UserError(f"--out {out} would replace the {name} folder {source}: choose another folder")
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists: choose another --out, or pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, expected a folder")
+    """The output policy for a model folder (`output_policy.claim_model_folder`): never over the adapter,
+    the base or a folder holding them, the current or home folder; an existing folder only with `force`."""
+    from banglaocr.model.factory import adapter_base
+    from banglaocr.output_policy import claim_model_folder
+
+    try:
+        named_base = base or adapter_base(adapter)
+    except (OSError, ValueError, UserError):
+        named_base = None  # loading the adapter says what is wrong with it
+    claim_model_folder(out, "merge-lora", {"adapter": adapter, "base": Path(named_base) if named_base else None},
+                       overwrite=force, is_ours=lambda folder: (folder / REPORT_FILE).is_file())
 
 
 def probe_images(count: int = len(PROBE_WORDS)) -> list:

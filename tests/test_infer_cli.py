@@ -229,7 +229,8 @@ def test_predict_formats_and_out_file(run_dir, tmp_path):
     assert [row["file"] for row in table] == inputs
     assert [bool(row["error"]) for row in table] == [False] * 4 + [True]
     assert [row["prediction"] for row in table[:4]] == [line.split("\t")[1] for line in lines[:4]]
-    assert sorted(p.name for p in out.parent.iterdir()) == ["rows.csv"]  # --out is the only file written
+    # --out and its marker (banglaocr wrote it: a rerun may replace it, --resume may continue it) are all.
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rows.csv", "rows.csv.banglaocr.json"]
 
     good = invoke("predict", "--model", str(run_dir), "--format", "jsonl", *inputs[:2])
     assert good.exit_code == 0

@@ -64,6 +64,11 @@ PrecisionOption = Annotated[
 ]
 DeviceOption = Annotated[str | None, typer.Option("--device", metavar="DEVICE",
                                                   help="cpu, cuda, cuda:1 ... (default: cuda if present).")]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace --out even when banglaocr did not write it (a user's file, a "
+                                           "folder holding other files); without it that is refused, untouched.")
+]
+
 
 
 def check_writable(path: Path, kind: str, option: str = "--out") -> None:

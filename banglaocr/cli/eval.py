@@ -11,8 +11,11 @@ Output: `predictions.jsonl` (`id` - the file name for image folders -, `referenc
 `prediction`, `cer` per sample) and `summary.json` in `--out`. The default is `eval-<split>`
 inside the training output folder or model folder given as `--model` (the `--adapter` folder
 when one is given) - results stay next to what they measure; for a hub id or a folder we may
-not write to, `eval-<split>` in the current folder. Images that cannot be decoded are skipped,
-counted in the summary and named there (a few examples), never dropped silently.
+not write to, `eval-<split>` in the current folder. Both files are written whole and renamed into
+place; under the output policy (`banglaocr.output_policy`) a folder that holds other files and no eval
+summary is refused, untouched, unless `--overwrite` (which writes the two files and touches nothing
+else there), and a result file that is a FIFO or a folder is refused either way. Images that cannot
+be decoded are skipped, counted in the summary and named there (a few examples), never dropped silently.
 
 Image geometry (`reading_settings`; the summary's `geometry` and the report's first line say which):
 a model banglaocr trained is read as training showed it images (its `banglaocr.json`); a model
@@ -34,11 +37,16 @@ from typing import Annotated
 
 import typer
 
-from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, RecipeOption, check_writable, console, err_console, launched_processes, load_quietly, progress_bar,
-                                  user_errors)
+from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, OverwriteOption,
+                                  PrecisionOption, RecipeOption, check_writable, console, err_console,
+                                  launched_processes, load_quietly, progress_bar, user_errors)
 from banglaocr.cli.conventions import one_of
+from banglaocr.output_policy import claim_folder, expand_user, path_kind, write_error_line
+from banglaocr.row_encoding import escape_field, json_line
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
+RESULT_FILES = ("predictions.jsonl", "summary.json")
+"""What eval writes into --out (and all it touches there)."""
 ImageOption = Annotated[
     list[str] | None,
     typer.Option("--image", metavar="KEY=VALUE",
@@ -202,6 +210,7 @@ def eval_command(
     ] = None,
     precision: PrecisionOption = "auto",
     device: DeviceOption = None,
+    overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a model on a labelled split by real generation: CER, WER, grapheme error rate, exact match.
@@ -215,8 +224,7 @@ def eval_command(
         from banglaocr.errors import UserError
         from banglaocr.infer import read_settings, resolve_model
 
-        out_dir = out or default_out_dir(model, adapter, split)
-        check_writable(out_dir, "folder")  # before minutes of loading and reading, not after
+        out_dir = _claim_out_dir(out, model, adapter, split, overwrite)
         data_cfg, eval_cfg = _data_config(dataset, recipe, classes)
         settings = reading_settings(read_settings(model, adapter), data_cfg, eval_cfg, recipe, image)
         splits = load_splits(data_cfg)
@@ -255,21 +263,44 @@ def _warn(summary: dict, unreadable, as_json: bool) -> None:
                           "predictions (marked \"nonfinite\" in predictions.jsonl)[/]", highlight=False)
 
 
-def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
-    from banglaocr.errors import UserError
+def _claim_out_dir(out: Path | None, model: str, adapter: str | None, split: str, overwrite: bool) -> Path:
+    """--out (or the default), checked before minutes of loading and reading: whose folder it is under the
+    output policy, and whether it can be written."""
+    out_dir = expand_user(out) if out is not None else default_out_dir(model, adapter, split)
+    claim_folder(out_dir, "eval", RESULT_FILES, overwrite=overwrite, is_ours=is_eval_folder)
+    check_writable(out_dir, "folder")
+    return out_dir
 
+
+def is_eval_folder(folder: Path) -> bool:
+    """A folder eval wrote: its summary.json is an eval summary (this version's and earlier ones')."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        summary = json.loads((folder / "summary.json").read_bytes().decode("utf-8")) \
+            if path_kind(folder / "summary.json") == "file" else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"model", "data", "split", "predictions"} <= set(summary)
+
+
+def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
+    """predictions.jsonl, then summary.json (the folder's marker), each written whole and renamed into place."""
+    from banglaocr.errors import UserError
+    from banglaocr.files import atomic_write, write_json
+
+    def write_rows(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
             for row in rows:
                 kept = {key: row[key] for key in ("id", "reference", "prediction", "cer")}
                 if row.get("nonfinite"):
                     kept["nonfinite"] = True  # nothing was read: the empty prediction is a stand-in
-                handle.write(json.dumps(kept, ensure_ascii=False) + "\n")
-        (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
-                                              encoding="utf-8")
+                handle.write(json_line(kept))
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(out_dir / RESULT_FILES[0], write_rows)
+        write_json(out_dir / RESULT_FILES[1], summary)
     except OSError as err:
-        raise UserError(f"cannot write to {out_dir}: {err.strerror or err}") from None
+        raise UserError(write_error_line(out_dir, err)) from None
 
 
 def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
@@ -304,7 +335,8 @@ def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
     for row in sorted(rows, key=lambda row: (-row["cer"], row["id"]))[:WORST]:
         # Text, not markup: ids and labels are data ("[" in a file name is not a style).
         prediction = Text(row["prediction"]) if row["prediction"] else Text("(empty)", style="dim")
-        worst.add_row(Text(row["id"]), Text(row["reference"]), prediction, f"{row['cer']:.3f}")
+        # An id is a file name of any bytes: escaped, so a line break or a byte that is not UTF-8 prints as text.
+        worst.add_row(Text(escape_field(row["id"])), Text(row["reference"]), prediction, f"{row['cer']:.3f}")
     console.print(worst)
     console.print(f"wrote {out_dir / 'predictions.jsonl'} and {out_dir / 'summary.json'}", highlight=False,
                   soft_wrap=True)

@@ -10,6 +10,7 @@ import typer
 
 from banglaocr.cli.common import JsonOption, console, user_errors, without_transformers_progress
 from banglaocr.cli.conventions import one_of
+from banglaocr.output_policy import expand_user
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 
@@ -34,14 +35,21 @@ def merge_lora(
                           "the vision tower in fp32; a float16 file read by plain transformers runs Qwen3-VL's "
                           "vision tower in fp16, which can overflow); bfloat16 for A100/H100 and vLLM."),
     ] = "float32",
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite",
+                           help="Replace an existing --out folder as a whole (--force is the same flag, its "
+                                "earlier name). Never the adapter or base folder, nor one holding them, nor the "
+                                "current or home folder.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="The same as --overwrite (its earlier name).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Merge a LoRA adapter into its base model; check merged vs adapter logits before saving.
 
     The merged folder loads with plain transformers (AutoModelForImageTextToText + AutoProcessor).
     It keeps banglaocr.json, so eval and predict read images exactly as in training.
-    Nothing is written when the logits check fails (exit code 2).
+    Nothing is written when the logits check fails (exit code 2). An existing --out folder, even an
+    earlier merge, is replaced only with --overwrite (or --force).
 
     On a T4 keep the default float32 (see --dtype); on A100/H100: --dtype bfloat16.
 
@@ -51,7 +59,7 @@ def merge_lora(
         from banglaocr.merge import merge_lora as run_merge
 
         with without_transformers_progress():
-            report = run_merge(adapter, out, base=base, dtype=dtype, force=force)
+            report = run_merge(adapter, expand_user(out), base=base, dtype=dtype, force=overwrite or force)
 
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))

@@ -1,19 +1,24 @@
 """`banglaocr predict`: read word images with a trained model; one output row per input image.
 
 Inputs are image files, folders (searched recursively for image files, sorted), glob patterns
-(expanded here too, for shells that do not) or `-` (newline-separated paths on stdin). Every
-image gets exactly one row, in input order. An image that cannot be read - missing, empty,
-truncated, not an image, too large - gets an error row and the rest go on; the exit code is
-then 1. A blank image (no ink) gets an empty prediction marked as blank, never an invented word. An
-image whose logits turned non-finite while it was read (an fp16 overflow) gets an error row too
-(`infer.NONFINITE_ERROR`), never the garbage the model wrote, and stderr says how many.
-Rows go to stdout (progress to stderr) or to `--out`, the only file this command writes; `--out`
-is checked before the model is loaded.
+(expanded here too, for shells that do not) or `-` (paths on stdin, one per line, or NUL-separated
+as `find -print0` writes them; bytes that are not UTF-8 are fine). Every image gets exactly one row,
+in input order. An image that cannot be read - missing, empty, truncated, not an image, too large,
+a symlink loop - gets an error row and the rest go on; the exit code is then 1 (0 under
+`accelerate launch`, which would answer any other with a traceback of its own). A blank image (no
+ink) gets an empty prediction marked as blank, never an invented word. An image whose logits turned
+non-finite while it was read (an fp16 overflow) gets an error row too (`infer.NONFINITE_ERROR`),
+never the garbage the model wrote, and stderr says how many.
+
+Rows go to stdout (progress to stderr) or to `--out` (`predict_output`: a marker beside it says
+banglaocr wrote it). `--out` is checked before the model is loaded, under the output policy
+(`banglaocr.output_policy`): a file banglaocr did not write is replaced only with `--overwrite`.
 
 Formats: `text` (`file<TAB>prediction`, or `file<TAB>ERROR: reason`; a blank image's prediction
 is empty), `jsonl` (`{"file": ..., "prediction": ...}`, plus `"blank": true` for a blank image, or
-`{"file": ..., "error": ...}`), `csv` (columns `file,prediction,error,blank`). The default follows
-the `--out` suffix (.jsonl, .csv), else text.
+`{"file": ..., "error": ...}`), `csv` (columns `file,prediction,error,blank`). Every row is one line
+and gives its file name back byte for byte (`banglaocr.row_encoding`). The default follows the
+`--out` suffix (.jsonl, .csv), else text.
 
 This module also holds the options `predict` and `eval` share (model, adapter, precision, ...).
 
@@ -23,25 +28,24 @@ This module also holds the options `predict` and `eval` share (model, adapter, p
 
 from __future__ import annotations
 
-import csv
+import errno
 import glob
-import io
-import json
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, ModelOption, NumBeamsOption,
-                                  PrecisionOption, check_writable, err_console, launched_processes, load_quietly,
-                                  progress_bar, user_errors)
+                                  OverwriteOption, PrecisionOption, check_writable, err_console, launched_processes,
+                                  load_quietly, progress_bar, user_errors)
 from banglaocr.cli.conventions import one_of
+from banglaocr.cli.predict_output import (CSV_COLUMNS, FORMATS, OutputPlan, format_row, marker_record, open_rows,
+                                         plan_output, reader_record, resume_plan)
+from banglaocr.output_policy import expand_user
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
-FORMATS = ("text", "jsonl", "csv")
 PROGRESS_FROM = 64
 """Show a progress bar from this many inputs on (fewer finish before a bar would help)."""
 CHUNK_INPUTS = 1024
@@ -52,71 +56,85 @@ def _is_glob(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
+def path_problem(path: Path) -> str | None:
+    """Why `path`, which is no folder, cannot be an image file - a symlink loop, a broken symlink - or None
+    (reading it says the rest: missing, not a regular file, not an image)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"symlink loop: {path}"
+        if os.path.islink(path):
+            return f"broken symlink: {path} -> {os.readlink(path)}, which does not exist"
+    return None
+
+
 def _folder_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image-named entries below `folder`, sorted; entries that are no folder and no regular file (a FIFO,
+    a broken symlink) too - they become error rows, never silently left out."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+
+
+def stdin_names(data: bytes) -> list[str]:
+    """The paths `predict -` reads on stdin: NUL-separated when the data holds a NUL (`find -print0`, the
+    only way to pass a name holding a newline), else one per line. A line is taken as it is when such a
+    path exists, else without the spaces and carriage return around it; blank lines are skipped.
+
+    >>> stdin_names(b"a.png\\r\\n\\n b.png \\n"), stdin_names(b"x\\ny.png\\0z.png\\0")
+    (['a.png', 'b.png'], ['x\\ny.png', 'z.png'])
+    """
+    parts = data.split(b"\0") if b"\0" in data else data.split(b"\n")
+    names = []
+    for part in parts:
+        name = os.fsdecode(part)  # bytes that are not UTF-8 kept as surrogates, as the OS gives argv
+        if not os.path.lexists(name):
+            name = name.strip()
+        if name and name != "-":
+            names.append(name)
+    return names
+
+
+def _read_stdin() -> bytes:
+    stream = getattr(sys.stdin, "buffer", None)
+    return stream.read() if stream is not None else os.fsencode(sys.stdin.read())
+
+
+def _expand_one(item: str) -> list[tuple[str, str | None]]:
+    try:
+        path = Path(item).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist: the literal name, which does not exist
+        path = Path(item)
+    if path.is_dir():
+        found = _folder_images(path)
+        if not found:
+            return [(item, f"no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...) in this folder")]
+        return [(str(p), path_problem(p)) for p in found]
+    if not os.path.lexists(path) and _is_glob(item):
+        matches = sorted(glob.glob(str(path), recursive=True))
+        files = [m for m in matches if not Path(m).is_dir()]
+        for match in matches:
+            if Path(match).is_dir():
+                files.extend(str(p) for p in _folder_images(Path(match)))
+        return [(f, path_problem(Path(f))) for f in files] or [(item, "no file matches this pattern")]
+    return [(item, path_problem(path))]
 
 
 def expand_inputs(inputs: list[str], stdin_lines: list[str] | None = None) -> list[tuple[str, str | None]]:
     """Inputs -> `(file, error)` pairs in order; error is None for a file to read.
 
     A folder gives its image files (recursive, sorted); a pattern that is not an existing path is
-    globbed (sorted); `-` stands for `stdin_lines` (each expanded the same way). An input that
-    gives nothing - a folder without images, a pattern that matches nothing - is one error row,
-    never silently dropped. A path that does not exist is kept: reading it fails into an error row.
+    globbed (sorted); `-` stands for `stdin_lines` (`stdin_names`; each expanded the same way). An
+    input that gives nothing - a folder without images, a pattern that matches nothing - is one error
+    row, never silently dropped; so is a symlink loop or a broken symlink. A path that does not exist
+    is kept: reading it fails into an error row.
     """
     pairs: list[tuple[str, str | None]] = []
     for item in inputs:
         if item == "-":
-            lines = [line.strip() for line in (stdin_lines or [])]
-            pairs.extend(expand_inputs([line for line in lines if line and line != "-"]))
-            continue
-        path = Path(item).expanduser()
-        if path.is_dir():
-            found = _folder_images(path)
-            pairs.extend((str(p), None) for p in found)
-            if not found:
-                pairs.append((item, f"no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...) in this folder"))
-        elif not path.exists() and _is_glob(item):
-            matches = sorted(glob.glob(str(path), recursive=True))
-            files = [m for m in matches if Path(m).is_file()]
-            for match in matches:
-                if Path(match).is_dir():
-                    files.extend(str(p) for p in _folder_images(Path(match)))
-            pairs.extend((f, None) for f in files)
-            if not files:
-                pairs.append((item, "no file matches this pattern"))
+            pairs.extend(expand_inputs([line for line in (stdin_lines or []) if line and line != "-"]))
         else:
-            pairs.append((item, None))
+            pairs.extend(_expand_one(item))
     return pairs
-
-
-def _one_line(text: str) -> str:
-    """Tabs and line breaks escaped, so a row of text output stays one line of two fields."""
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def format_row(file: str, prediction: str | None, error: str | None, fmt: str, blank: bool = False) -> str:
-    """One output line (with its newline) in `fmt`; `blank`: the image holds no ink (empty prediction).
-
-    >>> format_row("a.png", "আমি", None, "text")
-    'a.png\\tআমি\\n'
-    >>> format_row("b.png", None, "empty file", "jsonl")
-    '{"file": "b.png", "error": "empty file"}\\n'
-    >>> format_row("c.png", "", None, "jsonl", blank=True)
-    '{"file": "c.png", "prediction": "", "blank": true}\\n'
-    """
-    if fmt == "jsonl":
-        row = {"file": file, "error": error} if error is not None else {"file": file, "prediction": prediction}
-        if blank:
-            row["blank"] = True
-        return json.dumps(row, ensure_ascii=False) + "\n"
-    if fmt == "csv":
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow([file, prediction or "", error or "",
-                                                          "true" if blank else ""])
-        return buffer.getvalue()
-    value = f"ERROR: {error}" if error is not None else prediction
-    return f"{_one_line(file)}\t{_one_line(value or '')}\n"
 
 
 def _choose_format(fmt: str | None, out: Path | None) -> str:
@@ -128,84 +146,6 @@ def _choose_format(fmt: str | None, out: Path | None) -> str:
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     return fmt
-
-
-def _open_output(out: Path, append: bool):
-    from banglaocr.errors import UserError
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # Line-buffered: every row reaches the file as it is written, so a killed job loses no finished row.
-        return out.open("a" if append else "w", encoding="utf-8", newline="", buffering=1)
-    except OSError as err:
-        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
-
-
-def _unescape(text: str) -> str:
-    """Undo `_one_line`."""
-    out, chars = [], iter(text)
-    for char in chars:
-        if char == "\\":
-            nxt = next(chars, "")
-            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(nxt, "\\" + nxt))
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def rows_already_written(out: Path, fmt: str) -> tuple[list[str], bool]:
-    """For `--resume`: the input file of every row already in `out`, in order, and whether the file has a
-    header (csv). A last line without its newline (the job was killed while writing it) is cut off.
-
-    >>> import tempfile, pathlib
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "p.jsonl"
-    >>> _ = out.write_text('{"file": "a.png", "prediction": "ক"}\\n{"file": "b.p')
-    >>> rows_already_written(out, "jsonl")[0], out.read_text()
-    (['a.png'], '{"file": "a.png", "prediction": "ক"}\\n')
-    """
-    from banglaocr.errors import UserError
-
-    if not out.is_file():
-        return [], False
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with out.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
-        data = data[:data.rfind(b"\n") + 1]
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if fmt == "csv":
-        rows = list(csv.reader(lines))
-        header = bool(rows) and rows[0] == ["file", "prediction", "error", "blank"]
-        return [row[0] for row in rows[1 if header else 0:] if row], header
-    try:
-        files = [json.loads(line)["file"] if fmt == "jsonl" else _unescape(line.split("\t", 1)[0])
-                 for line in lines if line.strip()]
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"--resume: {out} is not {fmt} output of predict; give the same --format as the "
-                        "first run, or another --out") from None
-    return files, False
-
-
-def resume_plan(pairs: list[tuple[str, str | None]], written: list[str], chunk_size: int):
-    """(inputs to read, how many of their rows are already written): a killed job of the SAME inputs wrote a
-    prefix of them; reading again from the start of its unfinished chunk gives the very batches - and so
-    the very rows - of an uninterrupted run. Other inputs: read those without a row.
-
-    >>> pairs = [(f"{i}.png", None) for i in range(5)]
-    >>> todo, skip = resume_plan(pairs, ["0.png", "1.png", "2.png"], chunk_size=2)
-    >>> [f for f, _ in todo], skip
-    (['2.png', '3.png', '4.png'], 1)
-    """
-    if [file for file, _ in pairs[:len(written)]] == written:
-        start = len(written) // chunk_size * chunk_size
-        return pairs[start:], len(written) - start
-    left, remaining = Counter(written), []
-    for pair in pairs:
-        if left[pair[0]] > 0:
-            left[pair[0]] -= 1
-        else:
-            remaining.append(pair)
-    return remaining, 0
 
 
 def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: int, world: int, on_batch):
@@ -251,8 +191,10 @@ def predict(
     ] = CHUNK_INPUTS,
     resume: Annotated[
         bool, typer.Option("--resume", help="Keep the rows already in --out and read only the inputs that have "
-                                            "none (after a killed job); new rows are appended.")
+                                            "none (after a killed job); new rows are appended. The file is "
+                                            "checked whole first: rows of another model or format are refused.")
     ] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Read word images with a trained model: one row per image, in input order.
 
@@ -264,39 +206,102 @@ def predict(
     """
     with user_errors():
         output_format = _choose_format(fmt, out)
-        stdin_lines = sys.stdin.read().splitlines() if "-" in inputs else None
-        pairs = expand_inputs(inputs, stdin_lines)
+        _check_flags(out, resume, overwrite)
+        out = expand_user(out) if out is not None else None
+        pairs = expand_inputs(inputs, stdin_names(_read_stdin()) if "-" in inputs else None)
         rank, world, launched_device = launched_processes()
-        main = rank == 0
-        if resume and out is None:
-            from banglaocr.errors import UserError
-
-            raise UserError("--resume needs --out (the file whose rows are kept)")
-        if out is not None and main:
-            check_writable(out, "file")  # before minutes of loading and reading, not after
-        written, has_header = rows_already_written(out, output_format) if resume and main else ([], False)
-        if resume and world > 1:  # the main process read (and mended) the file: everyone plans from that
-            from accelerate.utils import broadcast_object_list
-
-            written, has_header = broadcast_object_list([written, has_header])
-        todo, skip = resume_plan(pairs, written, chunk_size)
-        loaded, settings = load_quietly(model, adapter, precision, device or launched_device)
-        counts = _write_rows(loaded, settings, todo, skip, out, output_format, resume, has_header,
+        device = device or launched_device
+        plan = _plan(out, output_format, resume, overwrite,
+                     lambda: _reader(model, adapter, num_beams, precision, device), rank, world)
+        todo, skip = resume_plan(pairs, plan.existing.files, chunk_size)
+        loaded, settings = load_quietly(model, adapter, precision, device)
+        marker = None
+        if out is not None and rank == 0 and plan.state not in ("stdout", "stream"):
+            marker = marker_record(output_format, _reader(model, adapter, num_beams, precision, device),
+                                   {"batch_size": batch_size, "chunk_size": chunk_size})
+        counts = _write_rows(loaded, settings, todo, skip, (out, plan, marker), output_format,
                              (batch_size, num_beams, chunk_size), rank, world)
-    _report(counts, len(pairs), len(written), out, main)
+    _report(counts, len(pairs), len(plan.existing.files), out, rank == 0, world)
 
 
-def _write_rows(loaded, settings, todo, skip: int, out, output_format, resume, has_header,
-                reading: tuple[int, int, int], rank, world) -> dict:
+def _check_flags(out: Path | None, resume: bool, overwrite: bool) -> None:
+    from banglaocr.errors import UserError
+
+    if resume and out is None:
+        raise UserError("--resume needs --out (the file whose rows are kept)")
+    if resume and overwrite:
+        raise UserError("--resume keeps the rows in --out and --overwrite replaces them: give one of the two")
+
+
+def _reader(model: str, adapter: str | None, num_beams: int, precision: str, device: str | None) -> dict:
+    from banglaocr.infer import read_settings
+
+    return reader_record(model, adapter, read_settings(model, adapter), num_beams, precision, device)
+
+
+def _plan(out: Path | None, fmt: str, resume: bool, overwrite: bool, reader, rank: int, world: int) -> OutputPlan:
+    """The output policy's verdict on `--out`, before the model loads: the main process decides (and reads
+    what --resume keeps), every process gets the same plan - or the same one-line refusal."""
+    from banglaocr.errors import UserError
+
+    plan = OutputPlan("stdout")
+    if rank == 0 and out is not None:
+        try:
+            plan = plan_output(out, fmt, resume=resume, overwrite=overwrite, reader=reader() if resume else None)
+            if plan.state != "stream":
+                check_writable(out, "file")  # a folder no new file can be made in, read-only media, ...
+        except UserError as err:
+            plan = OutputPlan("refused", error=str(err))
+    if world > 1:
+        from accelerate.utils import broadcast_object_list
+
+        plan = broadcast_object_list([plan])[0]
+    if plan.error is not None:
+        raise UserError(plan.error)
+    return plan
+
+
+def _row_writer(out: Path | None, plan: OutputPlan, handle, main: bool):
+    """(write, finish): write one row to --out or stdout (the main process only), and flush it all at the end.
+    A write that fails (a full disk, /dev/full) is one `UserError` naming the file, never a traceback."""
+    from banglaocr.errors import UserError
+    from banglaocr.output_policy import write_error_line
+
+    def guarded(action):
+        def run(*args):
+            try:
+                return action(*args)
+            except BrokenPipeError:
+                raise
+            except OSError as err:
+                if handle is None:  # nothing more can reach stdout; exit must not try again
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    raise UserError(write_error_line("stdout", err)) from None
+                kept = "; the rows written so far are kept: --resume goes on from them" if plan.state != "stream" \
+                    else ""
+                raise UserError(write_error_line(out, err) + kept) from None
+        return run
+
+    if not main:
+        return (lambda text: None), (lambda: None)
+    if handle is None:
+        return guarded(sys.stdout.write), guarded(sys.stdout.flush)
+    return guarded(handle.write), guarded(handle.close)  # close: the last bytes reach the disk here
+
+
+def _write_rows(loaded, settings, todo, skip: int, target, output_format, reading: tuple[int, int, int], rank,
+                world) -> dict:
     """Read `todo` and write its rows in input order, but for the first `skip` (written already); the main
-    process writes. Returns the counts. `reading` = (batch size, beams, chunk size)."""
+    process writes, to `target` = (--out, its `OutputPlan`, the marker) or stdout. Returns the counts.
+    `reading` = (batch size, beams, chunk size)."""
+    out, plan, marker = target
     main = rank == 0
-    handle = _open_output(out, append=resume) if out is not None and main else None
+    handle = open_rows(out, plan, marker) if out is not None and main else None
+    write, finish = _row_writer(out, plan, handle, main)
     counts = {"failed": 0, "blank": 0, "nonfinite": 0, "written": 0}
     try:
-        write = handle.write if handle is not None else (sys.stdout.write if main else (lambda text: None))
-        if output_format == "csv" and not has_header:
-            write("file,prediction,error,blank\n")
+        if output_format == "csv" and not plan.existing.header:
+            write(",".join(CSV_COLUMNS) + "\n")
         with progress_bar(len(todo), "predict", show=main and len(todo) >= PROGRESS_FROM) as advance:
             for index, (file, text, error, blank, nonfinite) in enumerate(
                     _predict_rows(loaded, settings, todo, reading, rank, world, advance)):
@@ -309,17 +314,21 @@ def _write_rows(loaded, settings, todo, skip: int, out, output_format, resume, h
                 counts["nonfinite"] += nonfinite
                 counts["written"] += 1
                 write(format_row(file, text, error, output_format, blank=blank))
+        finish()
     except BrokenPipeError:
         # The reader of stdout went away (`| head`): stop quietly, like other command-line tools.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(1) from None
     finally:
-        if handle is not None:
-            handle.close()
+        if handle is not None and not handle.closed:
+            try:
+                handle.close()
+            except OSError:
+                pass  # a write failed before and said so in its line
     return counts
 
 
-def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool) -> None:
+def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool, world: int) -> None:
     if not main:
         return
     if counts["blank"]:
@@ -334,6 +343,11 @@ def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool) -
         err_console.print(f"wrote {counts['written']} rows to {out} ({counts['failed']} failed){resumed}",
                           highlight=False)
     if counts["failed"]:
-        if out is None:
+        if out is None or world > 1:
             err_console.print(f"[yellow]{counts['failed']} of {total} input(s) could not be read[/]", highlight=False)
-        raise typer.Exit(1)
+        if world == 1:
+            raise typer.Exit(1)
+        # Under accelerate launch a non-zero exit of any process makes the launcher print a traceback of its
+        # own; the error rows and the line above say what failed.
+        err_console.print("exit code 0 under accelerate launch: count the error rows to know what failed",
+                          highlight=False)
