@@ -184,8 +184,9 @@ def _plan_resume(out: Path, fmt: str, reader: dict | None) -> OutputPlan:
     if kind is None or out.stat().st_size == 0:
         return OutputPlan("resume")  # nothing to keep: the run starts from the first input
     if marker is None:
-        raise UserError(f"--resume: {out} is not {fmt} output of predict (no {sidecar.name} beside it: banglaocr "
-                        "did not write it); it is left as it is: choose another --out")
+        raise UserError(f"--resume: {out} is not {fmt} output of predict (no {sidecar.name} beside it, which "
+                        "predict writes with its rows); it is left as it is: choose another --out, or start over "
+                        "with --overwrite instead of --resume")
     if marker.get("format") != fmt:
         raise UserError(f"--resume: {out} holds {marker.get('format')} rows, not {fmt}; give --format "
                         f"{marker.get('format')} as the first run did, or choose another --out")
