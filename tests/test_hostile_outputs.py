@@ -67,9 +67,9 @@ def no_model(monkeypatch):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[str]:
-    """Word images under every hostile name, then plain ones: 40 inputs, 10 chunks of 4."""
+    """Word images under every hostile name, then plain ones: 32 inputs, 8 chunks of 4."""
     names = hostile.hostile_names()
-    names += [f"plain{index:02d}.png" for index in range(40 - len(names))]
+    names += [f"plain{index:02d}.png" for index in range(32 - len(names))]
     return hostile.write_word_images(tmp_path_factory.mktemp("named"), names)
 
 
@@ -226,40 +226,59 @@ def test_full_disk_special_inputs_and_stdin_of_any_bytes(images, tmp_path):
     assert [json.loads(line)["file"] for line in by_line.stdout.splitlines()] == images[11:16]
 
 
-def _killed_run(out: Path, fmt: str, images: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "banglaocr", "predict", "--model", "tiny", "--format", fmt, "--chunk-size", "4",
-               "--batch-size", "4", "--out", str(out), *images]
-    return subprocess.Popen(command, env=helpers.subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+READING = ("--chunk-size", "4", "--batch-size", "4")
 
 
-def test_killed_then_resumed_equals_an_uninterrupted_run_in_every_format(images, tmp_path):
-    """SIGKILL a real `banglaocr predict` after some rows (three at once, one per format), then --resume: the
-    file is byte for byte the one an uninterrupted run writes, hostile names and all."""
-    runs = {fmt: (tmp_path / f"killed.{fmt}", _killed_run(tmp_path / f"killed.{fmt}", fmt, images)) for fmt in FORMATS}
-    killed_at = {}
+@pytest.fixture(scope="module")
+def uninterrupted(images, tmp_path_factory) -> dict[str, tuple[bytes, bytes]]:
+    """Each format's rows file and marker from one uninterrupted run over the hostile names."""
+    folder = tmp_path_factory.mktemp("whole")
+    found = {}
+    for fmt in FORMATS:
+        out = folder / f"whole.{fmt}"
+        result = invoke("predict", "--model", "tiny", "--format", fmt, *READING, "--out", str(out), *images)
+        assert result.exit_code == 0, result.output
+        found[fmt] = out.read_bytes(), out.with_name(out.name + ".banglaocr.json").read_bytes()
+    return found
+
+
+def _resume(out: Path, fmt: str, images: list[str], whole: bytes) -> None:
+    resumed = invoke("predict", "--model", "tiny", "--format", fmt, *READING, "--out", str(out), "--resume", *images)
+    assert resumed.exit_code == 0 and "rows were there already (--resume)" in resumed.stderr, resumed.output
+    assert out.read_bytes() == whole, fmt
+    assert [os.fsencode(name) for name in read_rows(out, fmt).files] == [os.fsencode(name) for name in images]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_torn_last_line_is_cut_and_resume_equals_an_uninterrupted_run(fmt, images, uninterrupted, tmp_path):
+    whole, marker = uninterrupted[fmt]
+    lines = whole.splitlines(keepends=True)
+    out = tmp_path / f"torn.{fmt}"
+    out.write_bytes(b"".join(lines[:13]) + lines[13][:len(lines[13]) // 2])  # killed while writing a row
+    out.with_name(out.name + ".banglaocr.json").write_bytes(marker)
+    _resume(out, fmt, images, whole)
+
+
+@pytest.mark.parametrize("fmt", [pytest.param(fmt, marks=[] if fmt == "jsonl" else [pytest.mark.slow])
+                                 for fmt in FORMATS])
+def test_killed_then_resumed_equals_an_uninterrupted_run(fmt, images, uninterrupted, tmp_path):
+    """SIGKILL a real `banglaocr predict` after some rows, then --resume: the file is byte for byte the one an
+    uninterrupted run writes, hostile names and all (jsonl in the default run, text and csv with -m slow)."""
+    out = tmp_path / f"killed.{fmt}"
+    command = [sys.executable, "-m", "banglaocr", "predict", "--model", "tiny", "--format", fmt, *READING,
+               "--out", str(out), *images]
+    child = subprocess.Popen(command, env=helpers.subprocess_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while len(killed_at) < len(runs) and time.time() < deadline:
-        for fmt, (out, child) in runs.items():
-            if fmt not in killed_at and out.is_file() and out.read_bytes().count(b"\n") >= 9:
-                child.send_signal(signal.SIGKILL)
-                child.wait()
-                killed_at[fmt] = out.read_bytes().count(b"\n")
+    while time.time() < deadline and child.poll() is None:
+        if out.is_file() and out.read_bytes().count(b"\n") >= 9:
+            break
         time.sleep(0.01)
-    assert all(child.poll() is not None for _, child in runs.values())
-    for fmt, (out, child) in runs.items():
-        assert child.returncode == -signal.SIGKILL, f"{fmt}: the run ended before it was killed"
-        assert 9 <= killed_at[fmt] < len(images), killed_at
-        whole = tmp_path / f"whole.{fmt}"
-        uninterrupted = invoke("predict", "--model", "tiny", "--format", fmt, "--chunk-size", "4", "--batch-size", "4",
-                               "--out", str(whole), *images)
-        resumed = invoke("predict", "--model", "tiny", "--format", fmt, "--chunk-size", "4", "--batch-size", "4",
-                         "--out", str(out), "--resume", *images)
-        assert uninterrupted.exit_code == resumed.exit_code == 0, resumed.output
-        assert "rows were there already (--resume)" in resumed.stderr
-        assert out.read_bytes() == whole.read_bytes(), fmt
-        found = read_rows(out, fmt)
-        assert [os.fsencode(name) for name in found.files] == [os.fsencode(name) for name in images]
+    assert child.poll() is None, "the run ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert 9 <= out.read_bytes().count(b"\n") < len(images)
+    _resume(out, fmt, images, uninterrupted[fmt][0])
 
 
 def test_eval_writes_and_shows_ids_of_any_bytes_and_replaces_only_its_own_folder(tmp_path):
