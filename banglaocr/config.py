@@ -494,7 +494,8 @@ class TrainConfig:
     threads: int | None = None
     """CPU threads per process for torch's math. null = the CPUs this process may run on, shared by the
     training processes of this machine, less those other programs keep busy when the run starts (an
-    oversubscribed CPU runs many times slower)."""
+    oversubscribed CPU runs many times slower); a resumed run: the count its checkpoint was computed with
+    (the floats depend on it: bit-exact resume). Set, it wins (on resume: exact only if it is the same)."""
     eval_steps: int = 200
     """Evaluate by generation every this many optimizer steps (0 = only at the end)."""
     save_steps: int = 200

@@ -4,11 +4,17 @@ never holds a step twice.
 
 The reference runs and the deterministic interruptions run in this process (`run_training`); one test
 sends a real SIGTERM to a `python -m banglaocr train` child and resumes it with `--resume auto`.
+
+The thread count is part of exactness (parallel sums add in an order that depends on it): a resumed run
+computes with the count its checkpoint recorded, whatever the machine's load, CPUs or OMP_NUM_THREADS
+say now; only train.threads overrides it, with a note.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import signal
 import subprocess
 import threading
@@ -17,9 +23,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
+from rich.console import Console
 
 import train_helpers as helpers
-from banglaocr.train.loop import TrainingInterrupted
+from banglaocr.train import checkpoint as ckpt
+from banglaocr.train.loop import TrainingInterrupted, run_training
 from banglaocr.train.progress import MetricsLog
 
 TOLERANCE = 1e-6
@@ -184,3 +193,122 @@ def test_sigterm_to_a_cli_child_exits_143_and_resume_auto_matches(tmp_path):
     assert f"resumedfrom{newest}" in "".join(resumed.stdout.split())  # rich may wrap the long path
     assert helpers.max_abs_diff(final_weights(out, SUB_STEPS), final_weights(reference, SUB_STEPS)) <= TOLERANCE
     assert_steps_logged_once(out, SUB_STEPS, [30, 60])
+
+
+# --------------------------------------------------------------------------- the thread count
+
+
+THREAD_STEPS = 6
+# A full fine-tune with augmentation: its parallel sums differ in the last bits with 1 thread or 2
+# (a LoRA run of this tiny model does not), so a resume that changed the count would not be exact.
+THREAD_ARGS = ("lora=null", "augment.enabled=true", "augment.probability=1.0", f"train.max_steps={THREAD_STEPS}",
+               "train.save_steps=0", "train.threads=null")
+
+
+def machine(monkeypatch, cpus: int, load: float) -> None:
+    """What `threads.choose_threads` sees of this machine (its CPUs and load average), with no OMP_NUM_THREADS."""
+    from banglaocr.train import threads
+
+    monkeypatch.setattr(threads, "machine_cpus", lambda: cpus)
+    monkeypatch.setattr(threads, "busy_cpus", lambda: load)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+
+def threads_during_steps(monkeypatch) -> list[int]:
+    """The torch thread count at every optimizer step this process makes from now on."""
+    from banglaocr.train import loop
+
+    seen, original = [], loop.TrainingRun.train_step
+
+    def train_step(self, stop):
+        seen.append(torch.get_num_threads())
+        return original(self, stop)
+
+    monkeypatch.setattr(loop.TrainingRun, "train_step", train_step)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def two_thread_runs(tmp_path_factory):
+    """An uninterrupted run and one stopped by SIGTERM after step 3, both on an idle 2-CPU machine (2 threads)."""
+    with pytest.MonkeyPatch.context() as patch:
+        machine(patch, cpus=2, load=0.0)
+        reference = tmp_path_factory.mktemp("threads-reference") / "run"
+        helpers.train(reference, *THREAD_ARGS)
+        stopped = tmp_path_factory.mktemp("threads-stopped") / "run"
+        sigterm_after_step(patch, 3)
+        with pytest.raises(TrainingInterrupted):
+            helpers.train(stopped, *THREAD_ARGS)
+    return reference, stopped
+
+
+@pytest.mark.parametrize("now", ["busy", pytest.param("omp", marks=pytest.mark.slow),
+                                 pytest.param("fewer-cpus", marks=pytest.mark.slow)])
+def test_resume_computes_with_the_checkpoints_thread_count(now, two_thread_runs, tmp_path, monkeypatch):
+    """Resumed where the choice would be 1 thread - a busy machine, OMP_NUM_THREADS=1, or one CPU left to the
+    process - the run computes with the 2 threads its checkpoint recorded, ends bit-exact with the
+    uninterrupted run, and says so."""
+    reference, stopped = two_thread_runs
+    out = tmp_path / "run"
+    shutil.copytree(stopped, out)
+    assert ckpt.saved_threads(out / "checkpoints" / "step-3", 0) == 2
+    machine(monkeypatch, cpus=1 if now == "fewer-cpus" else 2, load=1.0 if now == "busy" else 0.0)
+    if now == "omp":
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    seen = threads_during_steps(monkeypatch)
+    console = io.StringIO()
+    with helpers.one_thread():
+        run_training(helpers.tiny_recipe(*THREAD_ARGS), out, resume="auto", console=Console(file=console, width=400))
+    assert seen == [2] * (THREAD_STEPS - 3)
+    said = console.getvalue()
+    assert "torch threads: 2 per process, as the checkpoint was computed with: the resumed run stays bit-exact" in said
+    assert ("slower; train.threads=1 is faster but not bit-exact" in said) == (now == "fewer-cpus")
+    assert helpers.max_abs_diff(final_weights(out, THREAD_STEPS), final_weights(reference, THREAD_STEPS)) == 0.0
+
+
+def test_a_thread_count_set_on_resume_wins_and_the_note_says_what_it_costs(two_thread_runs, tmp_path, monkeypatch):
+    _, stopped = two_thread_runs
+    out = tmp_path / "run"
+    shutil.copytree(stopped, out)
+    machine(monkeypatch, cpus=2, load=0.0)
+    seen = threads_during_steps(monkeypatch)
+    console = io.StringIO()
+    with helpers.one_thread():
+        run_training(helpers.tiny_recipe(*THREAD_ARGS, "train.threads=1"), out, resume="auto",
+                     console=Console(file=console, width=400))
+    assert seen == [1] * (THREAD_STEPS - 3)
+    assert ("torch threads: 1 per process (as set); the checkpoint was computed with 2 - parallel sums add in "
+            "another order, so the continuation may differ from an uninterrupted run in the last bits "
+            "(train.threads=null reuses 2)") in console.getvalue()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_with_another_omp_num_threads_is_bit_exact(tmp_path):
+    """A real child killed with SIGKILL mid-way (computing with OMP_NUM_THREADS=2), resumed by a child with
+    OMP_NUM_THREADS=1: the resumed child computes with 2 threads again and ends with the uninterrupted
+    child's weights, bit for bit."""
+    args = (*THREAD_ARGS, "train.max_steps=40", "train.save_steps=4")
+
+    def env(threads: int) -> dict:
+        return {**helpers.subprocess_env(), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+    reference = tmp_path / "reference"
+    done = subprocess.run(helpers.cli_command(reference, *args), env=env(2), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "run"
+    child = subprocess.Popen(helpers.cli_command(out, *args), env=env(2), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_step(out, child, 9)
+        assert child.poll() is None, "the run ended before it could be killed"
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    resumed = subprocess.run([*helpers.cli_command(out, *args), "--resume", "auto"], env=env(1),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "as the checkpoint was computed with" in " ".join(resumed.stdout.split())
+    assert helpers.max_abs_diff(final_weights(out, 40), final_weights(reference, 40)) == 0.0

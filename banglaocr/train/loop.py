@@ -68,8 +68,9 @@ from banglaocr.model.shipped import model_source
 from banglaocr.model_card import HEATMAP, write_training_card
 from banglaocr.train import checkpoint as ckpt
 from banglaocr.train.resume_check import recipe_changes
+from banglaocr.train.resume_state import check_training_state
 from banglaocr.train.run_folder import RunFolderLock, claim_run_folder
-from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages
+from banglaocr.train.batches import BatchStream, SkippingCollator, WordImages, data_fingerprint
 from banglaocr.train.engines import refuse_unproven_engine
 from banglaocr.train.curriculum import (CurriculumState, describe_stage, scaled_augment, should_advance,
                                         stage_indices, stage_seed)
@@ -287,6 +288,7 @@ class TrainingRun:
         self.resume_from = ckpt.resolve_resume(self.resume, self.output_dir, self.say)
         if self.resume_from is not None:
             self._check_resumed_recipe(self.resume_from)
+        self._set_threads()
         if self.main:
             save_recipe(self.recipe, self.output_dir / "recipe.yaml")
         set_seed(self.cfg.seed)
@@ -316,13 +318,17 @@ class TrainingRun:
         self.precision = mixed_precision(self.cfg.precision, self.accelerator.device)
         self.main = self.accelerator.is_main_process
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
-        if self.accelerator.device.type == "cpu" or self.cfg.threads is not None:
-            threads, self.threads_note = choose_threads(self.cfg.threads, self.world)
-            self.previous_threads = torch.get_num_threads()  # put back by release()
-            torch.set_num_threads(threads)
         if self.recipe.model.device_map is not None and self.world > 1:
             raise UserError("model.device_map=auto splits ONE process over the GPUs; do not combine it with "
                             "multi-process (DDP) launches - use one or the other")
+
+    def _set_threads(self) -> None:
+        """torch's CPU threads (`threads.choose_threads`): a resumed run computes with the count its checkpoint's did."""
+        if self.accelerator.device.type == "cpu" or self.cfg.threads is not None:
+            saved = ckpt.saved_threads(self.resume_from, self.rank) if self.resume_from is not None else None
+            threads, self.threads_note = choose_threads(self.cfg.threads, self.world, saved)
+            self.previous_threads = torch.get_num_threads()  # put back by release()
+            torch.set_num_threads(threads)
 
     def _setup_data(self) -> None:
         """Rendered / downloaded once (main process first), then read by everyone."""
@@ -390,6 +396,12 @@ class TrainingRun:
     def _restore(self, folder: Path) -> None:
         """Optimizer, scheduler, GradScaler, `RunState` and this process's RNG states from a checkpoint."""
         saved = ckpt.read_training_state(folder)
+        check_training_state(folder, saved, optimizer=self.optimizer, scheduler=self.scheduler,
+                             scaler_state=self.precision.state_dict(), run_state_type=RunState,
+                             batches_per_step=self.cfg.grad_accum_steps * self.world,
+                             samples_per_step=self.cfg.batch_size * self.cfg.grad_accum_steps * self.world,
+                             stages=self.recipe.data.curriculum, train_data=data_fingerprint(self.splits.train),
+                             allow_recipe_change=self.allow_recipe_change)  # before anything is loaded
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.precision.load_state_dict(saved.get("scaler"))
@@ -815,7 +827,8 @@ class TrainingRun:
             "run_state": dataclasses.asdict(state)})
         save_recipe(self.recipe, tmp / "recipe.yaml")
         ckpt.write_manifest(tmp, {"step": state.step, "best_val_cer": state.best_val_cer,
-                                  "best_step": state.best_step, "saved_at": time.time()})
+                                  "best_step": state.best_step, "saved_at": time.time(),
+                                  "train_data": data_fingerprint(self.splits.train)})
 
     # ------------------------------------------------------------------ the end
 

@@ -7,6 +7,11 @@ training dtype (float32). `best/` is read back the same way when a resumed run s
 Checkpoints of earlier versions kept a second copy in `trainable.safetensors`; it is still read
 when present.
 
+A folder may come from someone else: the file is checked before anything is copied into the model - a
+sound tensor file (`checkpoint.load_tensor_file`), every weight the model trains present with its shape, no weight the
+model has no place for, and finite values. A checkpoint whose weights hold NaN or inf is refused (a
+diverged run), naming the earlier checkpoint to resume instead.
+
 >>> import tempfile, torch
 >>> from banglaocr.config import ModelConfig, LoraConfig, TinyModelSpec
 >>> from banglaocr.model.factory import load_model, save_model_folder
@@ -55,28 +60,74 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
 def restore_from_folder(model: torch.nn.Module, folder: str | Path) -> None:
     """Put the trainable weights saved in `folder` into `model`: a checkpoint folder (its `model/`, or an
     earlier version's `trainable.safetensors`) or a model folder (an adapter folder for a LoRA model, a
-    full model folder for a full fine-tune). Every trainable parameter must be found, or it is refused."""
-    from safetensors.torch import load_file
+    full model folder for a full fine-tune). The file is checked first (`weights_problem`): a weight that
+    is missing, extra, of another shape or not finite is `UserError` naming the file, and nothing is loaded."""
+    from banglaocr.train.checkpoint import resume_hint
 
     folder = Path(folder)
+    hint = resume_hint(folder)
     if (folder / LEGACY_TRAINABLE_FILE).is_file():
-        load_trainable_state(model, load_file(str(folder / LEGACY_TRAINABLE_FILE)))
+        path = folder / LEGACY_TRAINABLE_FILE
+        saved = _checked(model, path, {n: p for n, p in model.named_parameters() if p.requires_grad}, hint)
+        load_trainable_state(model, saved)
         return
     if (folder / "model").is_dir():
         folder = folder / "model"
     if hasattr(model, "peft_config"):
-        _restore_adapter(model, folder / ADAPTER_FILE)
+        _restore_adapter(model, folder / ADAPTER_FILE, hint)
     else:
-        _restore_full(model, folder / FULL_MODEL_FILE)
+        _restore_full(model, folder / FULL_MODEL_FILE, hint)
 
 
-def _restore_adapter(model, path: Path) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+def weights_problem(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                    known: set[str] | None = None) -> str | None:
+    """What is wrong with the weights `saved` for a model whose trainable weights are `expected`
+    (name -> a tensor of the right shape): a missing one, an unknown one (not in `known`, which defaults
+    to `expected`'s names), another shape, a dtype that is not floating point, NaN or inf; None when right.
 
-    if not path.is_file():
-        raise UserError(f"{path} is missing: the folder holds no LoRA adapter to resume from")
-    saved = load_file(str(path))
+    >>> weights_problem({"w": torch.ones(2)}, {"w": torch.zeros(2)}) is None
+    True
+    >>> weights_problem({"w": torch.tensor([1.0, float("nan")])}, {"w": torch.zeros(2)})
+    "the weight 'w' holds NaN or infinite values (did training diverge?)"
+    """
+    known = set(expected) if known is None else known
+    missing = sorted(set(expected) - set(saved))
+    if missing:
+        return f"holds no weight {missing[0]!r} ({len(missing)} of the model's {len(expected)} are missing)"
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        return f"holds the weight {unknown[0]!r}, which the model does not have"
+    for name, want in expected.items():
+        tensor = saved[name]
+        if tuple(tensor.shape) != tuple(want.shape):
+            return f"the weight {name!r} has the shape {list(tensor.shape)}, the model's is {list(want.shape)}"
+        if not tensor.is_floating_point():
+            return f"the weight {name!r} is {str(tensor.dtype).replace('torch.', '')}, not floating point"
+        if not bool(torch.isfinite(tensor).all()):
+            return f"the weight {name!r} holds NaN or infinite values (did training diverge?)"
+    return None
+
+
+def _checked(model, path: Path, expected: dict[str, torch.Tensor], hint: str,
+             known: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of `path`, refused in one line unless `weights_problem` finds them right for `expected`."""
+    from banglaocr.train.checkpoint import load_tensor_file
+
+    saved = load_tensor_file(path, hint)
+    problem = weights_problem(saved, expected, known)
+    if problem:
+        raise UserError(f"{path}: {problem}{hint}")
+    return saved
+
+
+def _restore_adapter(model, path: Path, hint: str = "") -> None:
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    if not path.exists() and not path.is_symlink():
+        raise UserError(f"{path} is missing: the folder holds no LoRA adapter to resume from{hint}")
+    # The adapter's weights under the names peft saves them with (what the file must hold, exactly).
+    expected = get_peft_model_state_dict(model)
+    saved = _checked(model, path, expected, hint)
     trainable = [name for name, param in model.named_parameters() if param.requires_grad]
     result = set_peft_model_state_dict(model, saved)
     # peft reports the model's keys the file did not fill: none of them may be a trainable one.
@@ -86,16 +137,11 @@ def _restore_adapter(model, path: Path) -> None:
         raise UserError(f"{path} does not match the model's adapters (e.g. {example}); was the recipe changed?")
 
 
-def _restore_full(model, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise UserError(f"{path} is missing: the folder holds no full model weights to resume from")
-    saved = load_file(str(path))
+def _restore_full(model, path: Path, hint: str = "") -> None:
+    if not path.exists() and not path.is_symlink():
+        raise UserError(f"{path} is missing: the folder holds no full model weights to resume from{hint}")
     # Tied weights (lm_head = embed_tokens) are saved once under the first name; named_parameters
     # lists each shared tensor once too, under the same name.
-    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
-    if not trainable <= set(saved):
-        example = sorted(trainable - set(saved))[0]
-        raise UserError(f"{path} does not hold the model's weight {example}; was the recipe changed?")
+    trainable = {name: param for name, param in model.named_parameters() if param.requires_grad}
+    saved = _checked(model, path, trainable, hint, known=set(model.state_dict()))
     load_trainable_state(model, {name: saved[name] for name in trainable})
