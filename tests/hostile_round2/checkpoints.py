@@ -32,6 +32,8 @@ FULL_ARGS = ("lora=null", "augment.enabled=true", "augment.probability=1.0", f"t
              "train.save_steps=2", "train.eval_steps=2", "train.keep_last=10")
 ADAPTER = "model/adapter_model.safetensors"
 FULL = "model/model.safetensors"
+MARKER = "code-ran"
+"""Written into the run folder by the planted pickles' code if it ever runs."""
 
 
 def run_args(variant: str) -> tuple[str, ...]:
@@ -163,9 +165,25 @@ def rng_file_cut_short(folder: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _marker(folder: Path) -> Path:
+    return folder.parent.parent / MARKER  # checkpoints/step-4 -> the run folder
+
+
 def pickle_as_safetensors(folder: Path) -> None:
     """training_state.safetensors holds a torch pickle that would run code if it were unpickled."""
-    torch.save({"optimizer": PlantedCode(folder.parent.parent / "code-ran")}, folder / "training_state.safetensors")
+    torch.save({"optimizer": PlantedCode(_marker(folder))}, folder / "training_state.safetensors")
+
+
+def legacy_pickle_runs_code(folder: Path) -> None:
+    """The checkpoint in the layout of earlier versions (torch-saved .pt states, no state.json), its
+    training_state.pt a pickle that runs code when unpickled - they are read weights-only, so it is refused."""
+    from banglaocr.train import checkpoint as ckpt
+
+    torch.save(ckpt.read_state(folder, "rng-rank0"), folder / "rng-rank0.pt")
+    torch.save({"optimizer": PlantedCode(_marker(folder))}, folder / "training_state.pt")
+    for name in ("training_state.json", "training_state.safetensors", "rng-rank0.json", "rng-rank0.safetensors",
+                 "state.json"):
+        (folder / name).unlink()
 
 
 # --------------------------------------------------------------------------- weights that do not fit the model
@@ -538,6 +556,8 @@ class Case:
     """In the default test run (the others run with -m slow)."""
     hint: bool = True
     """The line names the earlier checkpoint (step-2) to resume instead."""
+    reseal: bool = True
+    """Rewrite state.json over the lie (False: a checkpoint of an earlier version, which has none)."""
 
 
 CASES: dict[str, Case] = {case.craft.__name__: case for case in [
@@ -548,6 +568,8 @@ CASES: dict[str, Case] = {case.craft.__name__: case for case in [
     Case(data_shorter_than_shape, ADAPTER, "the file holds"),
     Case(rng_file_cut_short, "rng-rank0.safetensors", "the file holds"),
     Case(pickle_as_safetensors, "training_state.safetensors", "header claims", fast=True),
+    Case(legacy_pickle_runs_code, "training_state.pt", "not a plain tensor state", fast=True, hint=False,
+         reseal=False),
     Case(adapter_weight_missing, ADAPTER, "holds no weight", fast=True),
     Case(adapter_weight_extra, ADAPTER, "which the model does not have"),
     Case(adapter_weight_wrong_shape, ADAPTER, "has the shape [64, 4], the model's is [4, 64]", fast=True),
