@@ -103,3 +103,54 @@ def test_the_earlier_checkpoint_named_resumes_exactly(good_runs, tmp_path):
     assert summary["steps"] == crafted.STEPS
     assert helpers.max_abs_diff(helpers.trainable(out / "checkpoints" / "step-4"),
                                 helpers.trainable(good / "checkpoints" / "step-4")) == 0.0
+
+
+# --------------------------------------------------------------------------- states the tiny run does not have
+
+
+def test_a_curriculum_position_out_of_range_is_named():
+    from banglaocr.config import CurriculumStage
+    from banglaocr.train.loop import RunState
+    from banglaocr.train.resume_state import run_state_problem
+
+    stages = [CurriculumStage(), CurriculumStage()]
+    saved = {"step": 6, "batches_consumed": 2, "curriculum": {"stage": 1, "steps": 1, "loss_ema": 0.5}}
+    assert run_state_problem(saved, RunState, 6, 1, 4, stages) is None
+    saved["curriculum"]["stage"] = 5
+    assert run_state_problem(saved, RunState, 6, 1, 4, stages) == (
+        "run_state.curriculum.stage is 5; data.curriculum has stages 0-1")
+    saved["curriculum"] = {"stage": 1, "steps": 1, "loss_ema": 0.5, "epoch": 3}
+    assert "run_state.curriculum holds" in run_state_problem(saved, RunState, 6, 1, 4, stages)
+    saved = {"step": 6, "batches_consumed": 7, "curriculum": None}  # more than 6 steps can draw
+    assert "batches_consumed is 7: not a whole number of steps" in run_state_problem(saved, RunState, 6, 1, 4, stages)
+
+
+def test_an_fp16_scaler_state_is_checked_against_the_scaler():
+    import torch
+
+    from banglaocr.train.resume_state import scaler_problem
+
+    template = torch.amp.GradScaler("cpu").state_dict()
+    assert scaler_problem(dict(template), template) is None and scaler_problem(None, template) is None
+    assert scaler_problem({**template, "scale": 0.0}, template) == "scaler.scale is 0.0: not positive"
+    assert scaler_problem({**template, "scale": float("inf")}, template) == "scaler.scale is inf: not finite"
+    assert scaler_problem({**template, "growth_interval": 2.5}, template) == (
+        "scaler.growth_interval is 2.5: not a whole number")
+    assert scaler_problem({"scale": 1.0}, template).startswith("its GradScaler state is not {")
+
+
+def test_a_bitsandbytes_optimizer_state_is_checked_inside_its_quant_table():
+    bnb = pytest.importorskip("bitsandbytes")
+    import torch
+
+    from banglaocr.train.resume_state import optimizer_problem
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Linear(128, 2))
+    optimizer = bnb.optim.AdamW8bit(model.parameters())
+    model(torch.ones(1, 64)).sum().backward()
+    optimizer.step()
+    assert optimizer_problem(optimizer.state_dict(), optimizer, step=1) is None
+    saved = optimizer.state_dict()
+    saved["state"][0]["__bnb_optimizer_quant_state__"]["state1"] = torch.zeros(3, dtype=torch.uint8)
+    assert optimizer_problem(saved, optimizer, step=1) == (
+        "optimizer.state[0].__bnb_optimizer_quant_state__.state1 has the shape [3], its parameter [128, 64]")
