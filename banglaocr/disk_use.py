@@ -299,22 +299,23 @@ def _architecture(model_cfg):
     if model_cfg.init == "random":
         from banglaocr.model.shipped import architecture_source
 
-        config, tokenizer, note = _named_architecture(architecture_source(model_cfg.name_or_path), model_cfg.revision)
+        config, tokenizer, note = _named_architecture(architecture_source(model_cfg.name_or_path), model_cfg.revision,
+                                                      model_cfg.trust_remote_code)
         return config, tokenizer, _Source(f"{note}, random weights", base_saved=True)
-    return _pretrained_architecture(model_cfg.name_or_path, model_cfg.revision)
+    return _pretrained_architecture(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
 
 
-def _pretrained_architecture(name: str, revision: str | None):
+def _pretrained_architecture(name: str, revision: str | None, trust_remote_code: bool = False):
     from banglaocr.model.factory import adapter_base, as_adapter_folder
     from banglaocr.model.shipped import model_source
 
     source = model_source(name)
     adapter = as_adapter_folder(source)
     if adapter is None:
-        config, tokenizer, note = _named_architecture(source, revision)
+        config, tokenizer, note = _named_architecture(source, revision, trust_remote_code)
         return config, tokenizer, _Source(note)
     base = adapter_base(adapter)
-    config, _, note = _named_architecture(model_source(base), revision)
+    config, _, note = _named_architecture(model_source(base), revision, trust_remote_code)
     from banglaocr.model.tokenizers import load_tokenizer
 
     # A base inside the adapter folder is saved again with every new folder (factory.load_model).
@@ -322,7 +323,7 @@ def _pretrained_architecture(name: str, revision: str | None):
                                                           base_saved=Path(base).parent == adapter)
 
 
-def _named_architecture(source: str, revision: str | None):
+def _named_architecture(source: str, revision: str | None, trust_remote_code: bool = False):
     """(config, tokenizer, note) of a folder with config.json, or of a hub id in the local cache - or, for
     a hub id whose architecture ships with banglaocr, of that copy."""
     from transformers import AutoConfig
@@ -334,21 +335,22 @@ def _named_architecture(source: str, revision: str | None):
     folder = Path(source).expanduser()
     if folder.is_dir():
         has_tokenizer = (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
-        config = AutoConfig.from_pretrained(str(folder))
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
         return config, load_tokenizer(str(folder)) if has_tokenizer else build_qwen_tokenizer(), str(folder)
     if hub.cached(source, revision=revision):
         from transformers import AutoTokenizer
 
-        config = AutoConfig.from_pretrained(source, revision=revision, local_files_only=True)
+        config = AutoConfig.from_pretrained(source, revision=revision, local_files_only=True,
+                                            trust_remote_code=trust_remote_code)
         tokenizer = build_qwen_tokenizer() if is_qwen_vl_hub_id(source) else AutoTokenizer.from_pretrained(
-            source, revision=revision, local_files_only=True)
+            source, revision=revision, local_files_only=True, trust_remote_code=trust_remote_code)
         return config, tokenizer, f"{source} (local cache)"
     shipped = HUB_ARCHITECTURES.get(source.lower())
     if shipped is None:
         raise EstimateUnavailable(f"the architecture of {source} is not in the local cache (hf download {source} "
                                   "config.json, then run again)")
     # The bundled tokenizer is the hub's (the same vocabulary and merges, built offline).
-    config = AutoConfig.from_pretrained(str(MODELS_DIR / shipped))
+    config = AutoConfig.from_pretrained(str(MODELS_DIR / shipped), trust_remote_code=False)
     return config, build_qwen_tokenizer(), f"{source} as the shipped {shipped} (its config is not in the local cache)"
 
 

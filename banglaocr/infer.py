@@ -179,7 +179,7 @@ def save_read_settings(folder: str | Path, settings: ReadSettings, *, tokenizer:
     if tokenizer is None:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     (folder / SETTINGS_FILE).write_text(json.dumps(settings.to_dict(), ensure_ascii=False, indent=2),
                                         encoding="utf-8")
     generation_config(tokenizer, settings.max_new_tokens).save_pretrained(str(folder))
@@ -198,10 +198,14 @@ def save_read_settings(folder: str | Path, settings: ReadSettings, *, tokenizer:
 
 def load_read_settings(folder: str | Path) -> ReadSettings | None:
     """The `banglaocr.json` of `folder`, or None when it has none."""
+    from banglaocr.model.folder_check import check_read_settings, read_json_object
+
     path = Path(folder) / SETTINGS_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
-    return ReadSettings.from_dict(json.loads(path.read_text(encoding="utf-8")), origin=f"{SETTINGS_FILE} in {folder}")
+    raw = read_json_object(path)
+    check_read_settings(raw, path)  # types and ranges first: one line naming the file when it lies
+    return ReadSettings.from_dict(raw, origin=f"{SETTINGS_FILE} in {folder}")
 
 
 def _preprocessor_file(name: str) -> Path | None:
@@ -209,7 +213,7 @@ def _preprocessor_file(name: str) -> Path | None:
     answer); None when there is none."""
     path = Path(name).expanduser()
     if path.is_dir():
-        return path / PREPROCESSOR_FILE if (path / PREPROCESSOR_FILE).is_file() else None
+        return path / PREPROCESSOR_FILE if (path / PREPROCESSOR_FILE).exists() else None
     from transformers.utils import cached_file
 
     try:
@@ -232,11 +236,13 @@ def own_read_settings(name: str) -> ReadSettings | None:
     >>> own_read_settings(str(folder)).image
     QwenResize(min_pixels=65536, max_pixels=16777216)
     """
+    from banglaocr.model.folder_check import MAX_QWEN_PIXELS, read_json_object
+
     path = _preprocessor_file(name)
     if path is None:
         return None
+    raw = read_json_object(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         size = raw.get("size") or {}
         smallest = int(raw.get("min_pixels") or size.get("shortest_edge") or QWEN_DEFAULT_PIXELS[0])
         largest = int(raw.get("max_pixels") or size.get("longest_edge") or QWEN_DEFAULT_PIXELS[1])
@@ -244,6 +250,8 @@ def own_read_settings(name: str) -> ReadSettings | None:
         geometry = QwenResize(min_pixels=smallest, max_pixels=largest)
     except (OSError, ValueError, TypeError, AttributeError) as err:
         raise UserError(f"cannot read the image settings {path}: {first_line(err)}") from None
+    if largest > MAX_QWEN_PIXELS:  # every image would be upscaled or kept up to this many pixels
+        raise UserError(f"{path}: {largest:,} pixels per image is implausible (at most {MAX_QWEN_PIXELS:,})")
     if factor != TOKEN_PIXELS:
         raise UserError(f"{path} describes {factor}-pixel visual tokens; banglaocr reads Qwen3-VL models "
                         f"({TOKEN_PIXELS}-pixel tokens: 16-pixel patches merged 2x2)")
@@ -461,6 +469,17 @@ def _is_model_folder(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
 
 
+def _model_folder_in(path: Path) -> Path | None:
+    """`path` itself when it is a model folder; a training output folder's best/, else final/, else model/."""
+    if _is_model_folder(path):
+        return path
+    if (path / "recipe.yaml").is_file():
+        for name in ("best", "final", "model"):
+            if _is_model_folder(path / name):
+                return path / name
+    return None
+
+
 def resolve_model(model: str) -> str:
     """Where `model` loads from: a model folder's path, or a hub id unchanged.
 
@@ -479,19 +498,18 @@ def resolve_model(model: str) -> str:
     ...
     banglaocr.errors.UserError: model folder not found: ./no/such/run
     """
+    from banglaocr.model.folder_check import check_model_folder
+
     shipped = shipped_model(model)
     if shipped is not None:
         return str(shipped)
     path = Path(model).expanduser()
     if path.is_dir():
-        if _is_model_folder(path):
-            return str(path)
+        found = _model_folder_in(path)
+        if found is not None:
+            check_model_folder(found)  # before anything reads it: a folder that lies is one line here
+            return str(found)
         if (path / "recipe.yaml").is_file():
-            for name in ("best", "final"):
-                if _is_model_folder(path / name):
-                    return str(path / name)
-            if _is_model_folder(path / "model"):
-                return str(path / "model")
             steps = sorted((p for p in (path / "checkpoints").glob("step-*") if _is_model_folder(p / "model")),
                            key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
             hint = f"; the newest checkpoint's model is {steps[-1] / 'model'}" if steps else ""
@@ -543,22 +561,31 @@ def inference_precision(precision: str, device: torch.device) -> str:
 
 def resolve_adapter_folder(path: str | Path) -> Path:
     """The adapter folder named by `path`: the folder itself, a training output folder's best/ (else
-    final/), or a checkpoint folder's model/. Used by `--adapter` (eval, predict) and `merge-lora`.
+    final/), or a checkpoint folder's model/. Used by `--adapter` (eval, predict) and `merge-lora`. The
+    adapter's own files are checked (`folder_check.check_model_folder`); its base is the caller's to check.
 
     >>> import tempfile, pathlib
+    >>> from safetensors.torch import save_file
     >>> run = pathlib.Path(tempfile.mkdtemp())
-    >>> (run / "final").mkdir(); _ = (run / "final" / "adapter_config.json").write_text("{}")
+    >>> (run / "final").mkdir()
+    >>> _ = (run / "final" / "adapter_config.json").write_text(
+    ...     '{"peft_type": "LORA", "r": 8, "lora_alpha": 16, "base_model_name_or_path": "Qwen/Qwen3-VL-2B-Instruct"}')
+    >>> save_file({}, run / "final" / "adapter_model.safetensors")
     >>> resolve_adapter_folder(run).name
     'final'
     """
+    from banglaocr.model.folder_check import check_model_folder
+
     folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"adapter path is a file, expected an adapter folder: {path}")
     if not folder.is_dir():
         raise UserError(f"adapter folder not found: {path}")
-    if (folder / "adapter_config.json").is_file():
-        return folder
-    for name in ("best", "final", "model"):  # a training output folder, a checkpoint folder
-        if (folder / name / "adapter_config.json").is_file():
-            return folder / name
+    for found in (folder, folder / "best", folder / "final", folder / "model"):  # + a run's, a checkpoint's
+        if (found / "adapter_config.json").is_file():
+            # Its own files only: the base is whatever the caller puts under it (--model, --base, or the one it names).
+            check_model_folder(found, with_base=False)
+            return found
     if any((folder / sub / "config.json").is_file() for sub in (".", "best", "final", "model")):
         raise UserError(f"{path} is not an adapter folder: it holds a full model (a full fine-tune or an "
                         "earlier merge), so there is nothing to merge or apply - use it as the model itself")
@@ -586,7 +613,7 @@ def load_for_inference(model: str, adapter: str | None = None, precision: str = 
     ...
     banglaocr.errors.UserError: model folder not found: /no/such/run
     """
-    from banglaocr.model.factory import load_model
+    from banglaocr.model.factory import attach_saved_adapter, core_model, load_model
 
     target = _device(device)
     precision = inference_precision(precision, target)
@@ -602,13 +629,10 @@ def load_for_inference(model: str, adapter: str | None = None, precision: str = 
     loaded = load_model(model_cfg, None, precision=precision)
     network = loaded.model
     if adapter_dir is not None:
-        import warnings
-
-        from peft import PeftModel
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            network = PeftModel.from_pretrained(network, str(adapter_dir), is_trainable=False)
+        network = attach_saved_adapter(network, adapter_dir, trainable=False)
+    # Read the way banglaocr reads, whatever the folder's generation_config.json says (it may ask for
+    # sampling, forced tokens or a minimum length): greedy, stop at <|im_end|>.
+    core_model(network).generation_config = generation_config(loaded.tokenizer, settings.max_new_tokens)
     network.requires_grad_(False)  # load_model readies a full folder for training
     network.eval()
     network.to(target)

@@ -52,16 +52,14 @@ banglaocr.errors.UserError: adapter folder not found: /no/such/folder
 from __future__ import annotations
 
 import gc
-import json
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from banglaocr.errors import UserError
+from banglaocr.errors import UserError, first_line
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -177,16 +175,14 @@ def _load_adapter_model(folder: Path, base: str | None):
     from transformers import AutoTokenizer
 
     from banglaocr.config import ModelConfig
-    from banglaocr.model.factory import adapter_base, load_model
+    from banglaocr.model.factory import adapter_base, attach_saved_adapter, load_model
+    from banglaocr.model.folder_check import check_model_folder, check_tokenizer_fits, tokenizer_problem
 
-    try:  # one clear line for an unreadable adapter_config.json, before the factory or peft meets it
-        json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {folder / 'adapter_config.json'}: {err}") from None
-    if not (folder / "adapter_model.safetensors").is_file():
-        # Without it peft would go looking for the folder name on the hub; pickled .bin adapters are refused
-        # (DESIGN: safetensors only).
-        raise UserError(f"{folder} has no adapter weights (adapter_model.safetensors)")
+    # One clear line for any file of the adapter folder that asks for code or lies (adapter_config.json,
+    # adapter_model.safetensors, tokenizer, read settings), and of the base it names unless --base replaces it,
+    # before the factory or peft meets it. Without adapter weights peft would look for the folder on the hub;
+    # pickled .bin adapters are refused (DESIGN: safetensors only).
+    check_model_folder(folder, with_base=base is None)
     try:
         if base is None:
             # The factory finds the base the adapter names (a hub id, a folder, or the tiny base/ inside).
@@ -194,15 +190,16 @@ def _load_adapter_model(folder: Path, base: str | None):
             return loaded.model, loaded.tokenizer, adapter_base(folder)
         if (Path(base).expanduser() / "adapter_config.json").is_file():
             raise UserError(f"--base {base} is an adapter folder; --base takes a full model (hub id or folder)")
-        from peft import PeftModel
-
         loaded = load_model(ModelConfig(name_or_path=base, dtype="float32"), None)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            model = PeftModel.from_pretrained(loaded.model, str(folder))
+        model = attach_saved_adapter(loaded.model, folder, trainable=False)
         tokenizer = loaded.tokenizer
-        if (folder / "tokenizer_config.json").is_file():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))  # the tokenizer the adapter was trained with
+        if (folder / "tokenizer_config.json").is_file():  # the tokenizer the adapter was trained with
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+            except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exceptions for broken files
+                problem = tokenizer_problem(folder) or f"{type(err).__name__}: {first_line(err)}"
+                raise UserError(f"cannot load the tokenizer of {folder}: {problem}") from None
+            check_tokenizer_fits(loaded.config, tokenizer, str(folder))
         return model, tokenizer, base
     except UserError:
         raise
@@ -323,7 +320,7 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
         gc.collect()
 
         # The check runs on what was written, loaded the way any transformers user loads it.
-        reloaded = AutoModelForImageTextToText.from_pretrained(str(tmp), dtype="auto")
+        reloaded = AutoModelForImageTextToText.from_pretrained(str(tmp), dtype="auto", trust_remote_code=False)
         if reloaded.dtype != getattr(torch, dtype):
             raise UserError(f"the saved model loads as {reloaded.dtype}, expected {dtype}")
         diff = _max_abs_diff(masked_logits(reloaded, inputs, mask), reference)

@@ -400,7 +400,7 @@ def test_uncached_hub_id_offline_is_a_user_error(monkeypatch, tmp_path):
 
 def test_folder_without_a_model_is_a_user_error(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model", encoding="utf-8")
-    with pytest.raises(UserError, match="cannot load model"):
+    with pytest.raises(UserError, match="is not a model folder"):
         load_model(ModelConfig(name_or_path=str(tmp_path)), LoraConfig())
 
 

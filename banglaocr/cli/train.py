@@ -50,8 +50,10 @@ def train(
     """
     with user_errors():
         from banglaocr.config import recipe_to_yaml
+        from banglaocr.model.folder_check import check_recipe_model
 
         loaded, output_dir = _resolve_recipe(recipe, overrides or [], output_dir)
+        check_recipe_model(loaded.model)  # a model folder that asks for code or lies: one line, before any work
         if dry_run:
             typer.echo(recipe_to_yaml(loaded), nl=False)  # plain: rich would wrap long lines (invalid YAML)
             _print_disk_use(loaded, output_dir)

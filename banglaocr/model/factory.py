@@ -43,7 +43,7 @@ A hub or local base is named by `base_model_name_or_path` in adapter_config.json
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -55,6 +55,8 @@ import torch
 from banglaocr import hub
 from banglaocr.config import LoraConfig, ModelConfig, TinyModelSpec
 from banglaocr.errors import UserError, first_line
+from banglaocr.model.folder_check import (check_config, check_model_folder, check_safetensors, check_tokenizer_fits,
+                                          read_json_object, refuse_incomplete_load, tokenizer_problem)
 from banglaocr.model.patch_embed import use_matmul_patch_embedding
 from banglaocr.model.placement import (dispatch, max_memory_mapping, offloaded_state_dict,
                                        refuse_offloaded_trainables, set_forward)
@@ -204,6 +206,9 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
     ...
     banglaocr.errors.UserError: model folder not found: /no/such/folder
     """
+    if model_cfg.init == "pretrained" and Path(model_source(model_cfg.name_or_path)).expanduser().exists():
+        # Every file the loaders will read, before they read it: code refused, lies one line each.
+        check_model_folder(model_source(model_cfg.name_or_path), model_cfg.trust_remote_code)
     # A shipped name (`tiny`) loads from the package; the name itself is what adapters record as their base.
     adapter_folder = as_adapter_folder(model_source(model_cfg.name_or_path)) if model_cfg.init == "pretrained" else None
     if lora_cfg is None and adapter_folder is None and model_cfg.quantization is not None:
@@ -214,7 +219,7 @@ def load_model(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, precision: s
     model, tokenizer, base_name = _base_model(model_cfg, adapter_folder, dtype)
     _prepare_base(model, model_cfg, dtype, precision)
     if adapter_folder is not None:
-        model = _attach_saved_adapter(model, adapter_folder, trainable=lora_cfg is not None)
+        model = attach_saved_adapter(model, adapter_folder, trainable=lora_cfg is not None)
     elif lora_cfg is not None:
         model = _add_lora(model, lora_cfg)
     else:
@@ -244,7 +249,10 @@ def _base_model(model_cfg: ModelConfig, adapter_folder: Path | None, dtype: torc
     # everything else is placed by `dispatch` once the adapters exist.
     device_map = model_cfg.device_map if model_cfg.quantization is not None else None
     model = _load_pretrained(model_cfg, base_source, dtype, device_map)
-    tokenizer = _load_tokenizer(model_cfg, str(adapter_folder) if adapter_folder else base_source)
+    tokenizer_source = str(adapter_folder) if adapter_folder else base_source
+    tokenizer = load_model_tokenizer(model_cfg, tokenizer_source)
+    if getattr(model.config, "model_type", None) == "qwen3_vl":
+        check_tokenizer_fits(model.config, tokenizer, tokenizer_source)
     if adapter_folder is not None and Path(base_name).parent == adapter_folder:
         # A tiny base saved inside the adapter folder: save it again with every new adapter
         # folder rather than point at this one (checkpoint rotation may delete it).
@@ -292,15 +300,19 @@ def _build_random(model_cfg: ModelConfig, dtype: torch.dtype):
     from transformers import AutoConfig, GenerationConfig, Qwen3VLForConditionalGeneration
 
     source = architecture_source(model_cfg.name_or_path)
+    if Path(source).expanduser().is_dir():
+        check_config(Path(source).expanduser(), model_cfg.trust_remote_code)
     try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as err:
+        config = AutoConfig.from_pretrained(source, revision=model_cfg.revision,
+                                            trust_remote_code=model_cfg.trust_remote_code)
+    except Exception as err:  # noqa: BLE001 - whatever a crafted or unreachable config raises, it is bad input
         raise UserError(f"model.init=random: no architecture at {model_cfg.name_or_path} ({first_line(err)}); "
                         "name a folder with config.json, or qwen3-vl-2b-arch") from None
     model = Qwen3VLForConditionalGeneration._from_config(config, attn_implementation=model_cfg.attn_implementation,
                                                         dtype=dtype)
     has_tokenizer = (Path(source) / "tokenizer.json").is_file() or (Path(source) / "tokenizer_config.json").is_file()
-    tokenizer = _load_tokenizer(model_cfg, source) if has_tokenizer else build_qwen_tokenizer()
+    tokenizer = load_model_tokenizer(model_cfg, source) if has_tokenizer else build_qwen_tokenizer()
+    check_tokenizer_fits(config, tokenizer, source)
     ids = special_token_ids(tokenizer)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["pad"], eos_token_id=[ids["im_end"], ids["pad"]], pad_token_id=ids["pad"])
@@ -350,6 +362,11 @@ def _load_pretrained(model_cfg: ModelConfig, name: str, dtype: torch.dtype, devi
         "revision": model_cfg.revision,
         "trust_remote_code": model_cfg.trust_remote_code,
         "attn_implementation": model_cfg.attn_implementation,
+        "use_safetensors": True,  # never unpickle weights (pickles can run code)
+        # Weights that are missing, unplaced or of the wrong shape come back in the loading info and are
+        # refused below (transformers would only warn, with random values in their place).
+        "output_loading_info": True,
+        "ignore_mismatched_sizes": True,
     }
     if _from_cache_only(name, model_cfg.revision):
         # transformers does not hand local_files_only on to its adapter lookup: it goes to both
@@ -359,11 +376,34 @@ def _load_pretrained(model_cfg: ModelConfig, name: str, dtype: torch.dtype, devi
     if device_map is not None:
         kwargs.update(device_map=device_map, max_memory=max_memory_mapping(model_cfg.max_memory))
     try:
-        return AutoModelForImageTextToText.from_pretrained(name, **kwargs)
+        with _quiet_load_report():
+            model, info = AutoModelForImageTextToText.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:  # HFValidationError is a ValueError
         raise UserError(f"cannot load model '{name}': {first_line(err)} ({_offline_hint()})") from None
     except ImportError as err:
         raise UserError(f"cannot load model '{name}': {err}") from None
+    except Exception as err:  # noqa: BLE001 - a folder checked by folder_check can still break a loader its own way
+        raise UserError(f"cannot load model '{name}': {type(err).__name__}: {first_line(err)}") from None
+    refuse_incomplete_load(info, name)
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_load_report():
+    """Hide transformers' table of missing / unexpected / mismatched weights (and its note on missing tied
+    weights): `refuse_incomplete_load` turns the same facts into one line."""
+    # A filter, not a level: transformers runs an extra tensor-parallel check (and warns) when the level is raised.
+    report = logging.getLogger("transformers.modeling_utils")
+    report.addFilter(_not_a_load_report)
+    try:
+        yield
+    finally:
+        report.removeFilter(_not_a_load_report)
+
+
+def _not_a_load_report(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return "LOAD REPORT" not in message and "checkpoint seem corrupted" not in message
 
 
 def _quantization_config(kind: str, dtype: torch.dtype):
@@ -398,16 +438,25 @@ def _keep_4bit_weights_trainable_on_cpu(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def _load_tokenizer(model_cfg: ModelConfig, name: str):
+def load_model_tokenizer(model_cfg: ModelConfig, name: str):
+    """The tokenizer of the model `name` (a hub id or folder) as `load_model` loads it; `UserError` in one line."""
     from transformers import AutoTokenizer
 
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any((folder / file).exists() for file in ("tokenizer.json", "tokenizer_config.json")):
+        # transformers would build something from config.json alone, which then lacks the Qwen tokens
+        raise UserError(f"{name} has no tokenizer (tokenizer.json, tokenizer_config.json)")
     try:
         # AutoTokenizer, not AutoProcessor: the processor needs torchvision (its video part).
         tokenizer = AutoTokenizer.from_pretrained(
             name, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code,
             local_files_only=_from_cache_only(name, model_cfg.revision))
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the tokenizer of '{name}': {first_line(err)} ({_offline_hint()})") from None
+    except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exceptions for files it cannot parse
+        problem = tokenizer_problem(name) if Path(name).expanduser().is_dir() else None
+        if problem is not None:
+            raise UserError(f"cannot load the tokenizer of '{name}': {problem}") from None
+        hint = f" ({_offline_hint()})" if isinstance(err, OSError) else ""
+        raise UserError(f"cannot load the tokenizer of '{name}': {type(err).__name__}: {first_line(err)}{hint}") from None
     try:
         special_token_ids(tokenizer)
     except ValueError as err:
@@ -426,9 +475,8 @@ def as_adapter_folder(name: str) -> Path | None:
 
 def adapter_base(folder: Path) -> str:
     """The base an adapter folder names; a relative name is looked up inside the folder first."""
-    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
+    base = read_json_object(folder / "adapter_config.json").get("base_model_name_or_path")
+    if not base or not isinstance(base, str):
         raise UserError(f"adapter folder {folder} does not name its base model (base_model_name_or_path)")
     inside = folder / base
     if not Path(base).is_absolute() and (inside / "config.json").is_file():
@@ -436,12 +484,31 @@ def adapter_base(folder: Path) -> str:
     return base
 
 
-def _attach_saved_adapter(model, folder: Path, trainable: bool):
+def attach_saved_adapter(model, folder: Path, trainable: bool):
+    """The adapter saved in `folder` on `model` (a PeftModel); `UserError` when it does not fit the model:
+    a shape peft cannot load, or a LoRA weight of the file or of the model without its counterpart (peft
+    would only warn, and read with the adapter half missing)."""
     from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+    saved = set(check_safetensors(Path(folder) / "adapter_model.safetensors"))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*[Ff]ound missing adapter keys.*")
+            attached = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+    except Exception as err:  # noqa: BLE001 - peft's errors about a file that does not fit are of any type
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])[:300]
+        raise UserError(f"the adapter in {folder} does not fit its base model ({detail}); is the base the model "
+                        "it was trained on?") from None
+    live = set(get_peft_model_state_dict(attached, save_embedding_layers=False))
+    for keys, what in ((saved - live, "has no place in the base model"), (live - saved, "is missing from the file")):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise UserError(f"the adapter in {folder} does not fit its base model: {sorted(keys)[0]} {what}{more} "
+                            "(adapter_model.safetensors); is the base the model it was trained on?")
+    return attached
 
 
 def _add_lora(model, lora_cfg: LoraConfig):

@@ -284,10 +284,17 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     from banglaocr.errors import UserError, first_line
+    from banglaocr.model.folder_check import check_tokenizer_folder, tokenizer_problem
 
+    local = Path(name).expanduser().is_dir()
+    if local:
+        check_tokenizer_folder(name)  # a folder's own tokenizer code is refused, never run
     try:
-        return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+    except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exceptions for files it cannot parse
+        problem = tokenizer_problem(name) if local else None
+        if problem is not None:
+            raise UserError(f"cannot load tokenizer '{name}': {problem}") from None
         raise UserError(f"cannot load tokenizer '{name}': {first_line(err)} "
                         "(offline? use 'qwen' for the real Qwen vocabulary without the hub)") from None
 
