@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from banglaocr.files import atomic_write
+
 CARD = "README.md"
 READ_SNIPPET = r'''# Read word images with this model folder and plain transformers - no banglaocr needed. Save as
 # read_words.py, then from inside this folder: python read_words.py scan1.png scan2.png ...
@@ -177,7 +179,10 @@ def write_model_card(folder: Path, base_model: str | None, kind: str, metrics: d
     if recipe_yaml:
         lines += ["", "## Training recipe", "", "```yaml", recipe_yaml.rstrip(), "```"]
     card = folder / CARD
-    card.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    # Whole or not at all: best/'s card is rewritten in place at the end of a run (a full disk must not
+    # leave it empty).
+    atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return card
 
 

@@ -130,20 +130,32 @@ def test_an_explicitly_named_damaged_checkpoint_is_refused(tmp_path, monkeypatch
         helpers.train(out, *ARGS, resume=str(out / "checkpoints" / "step-4"))
 
 
-def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_earlier_checkpoints(reference, tmp_path,
-                                                                                       monkeypatch):
+@pytest.mark.parametrize("code, says", [
+    (errno.ENOSPC, "no space left on the device; free some disk space (or lower train.keep_last)"),
+    (errno.EDQUOT, "the disk quota is used up; free some disk space"),
+    (errno.EACCES, "permission denied; fix the permissions of"),
+    (errno.EROFS, "the file system is read-only; make"),
+])
+def test_a_failed_checkpoint_write_is_one_line_that_says_why_and_keeps_the_earlier_checkpoints(
+        code, says, reference, tmp_path, monkeypatch):
+    """A full disk, a quota, a permission and a read-only file system are told apart (a permission error is
+    never "free some disk space"); the line names the checkpoint and the one the run continues from."""
     out = tmp_path / "run"
     original = loop.save_model_folder
 
     def save_model_folder(loaded, folder, *args, **kwargs):
         if "step-6" in str(folder):  # the checkpoint's model/ folder: the adapter weights
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
         return original(loaded, folder, *args, **kwargs)
 
     monkeypatch.setattr(loop, "save_model_folder", save_model_folder)
-    with pytest.raises(UserError, match="could not write checkpoint .*step-6: No space left on device; free some disk"):
+    with pytest.raises(UserError) as raised:
         helpers.train(out, *ARGS)
     monkeypatch.undo()
+    line = str(raised.value)
+    assert line.startswith(f"cannot write checkpoint {out / 'checkpoints' / 'step-6'}: {says}"), line
+    assert line.endswith("then continue with --resume auto (it resumes from checkpoint step-4, which is intact)")
+    assert "\n" not in line and (code in (errno.ENOSPC, errno.EDQUOT)) == ("disk space" in line)
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["step-2", "step-4"]  # no half-written folder left
     helpers.train(out, *ARGS, resume="auto")

@@ -573,6 +573,13 @@ def resolve_source(cfg: DataConfig, work_dir: Path) -> DataConfig:
         if recorded_settings(json.loads(marker.read_text(encoding="utf-8"))) != synth_settings(**settings):
             raise UserError(f"{folder} holds synthetic data rendered with other settings; "
                             "delete it or set data.synth.dir elsewhere")
+    elif folder.is_dir() and any(folder.iterdir()):
+        write_synthetic_dataset(folder, **settings)  # refuses: a folder with other files is not ours to replace
     else:
-        write_synthetic_dataset(folder, **settings)
+        from banglaocr.files import atomic_folder
+
+        # Rendered beside its place and renamed when whole: a render cut short (a kill, a full disk) leaves no
+        # half-filled folder that the next run (a resume) would refuse.
+        with atomic_folder(folder) as tmp:
+            write_synthetic_dataset(tmp, **settings)
     return dataclasses.replace(cfg, source=str(folder))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import shutil
@@ -57,9 +58,9 @@ from banglaocr.confusion import ConfusionStats, char_weights
 from banglaocr.data.collate import Collator, finish_batch_on_device
 from banglaocr.data.pixels import resize_to_budget
 from banglaocr.data.sources import SkipReport, load_splits, resolve_source, unreadable_reason
-from banglaocr.errors import UserError
+from banglaocr.errors import FilesystemError, UserError, filesystem_error, os_error_code, writing
 from banglaocr.evaluation import Evaluation, evaluate_records
-from banglaocr.files import atomic_folder, commit_folder, fresh_tmp_folder, write_json
+from banglaocr.files import atomic_folder, atomic_write, commit_folder, fresh_tmp_folder, write_json
 from banglaocr.infer import ReadSettings, load_read_settings, save_read_settings
 from banglaocr.live_display import wants_live_display
 from banglaocr.model.factory import (load_model, save_model_folder, skip_lora_input_casts,
@@ -82,7 +83,8 @@ from banglaocr.train.precision import mixed_precision, refuse_half_precision_tra
 from banglaocr.train.progress import MetricsLog, make_progress, plot_curves, summary_table
 from banglaocr.train.schedule import build_scheduler
 from banglaocr.train.threads import choose_threads
-from banglaocr.train.wandb_report import finish_wandb, start_wandb
+from banglaocr.train.tensorboard_log import TensorBoardLog
+from banglaocr.train.wandb_report import close_wandb, finish_wandb, start_wandb
 from banglaocr.train.wandb_report import log_row as wandb_log_row
 
 
@@ -182,6 +184,18 @@ def run_training(recipe: Recipe, output_dir: str | Path | None = None, resume: s
     run = TrainingRun(recipe, output_dir, resume, console, overwrite, allow_recipe_change)
     try:
         return _train(run)
+    except FilesystemError as err:  # a writer named its path: add how the run continues after the fix
+        run.check_run_folder()  # a write that failed because the whole folder went: say that instead
+        raise err.followed_by(run.how_to_continue()) from None
+    except Exception as err:
+        # Any other write the file system refused (a library's own file): the same one line, with the path the
+        # error names (else the output folder). Anything else is a bug: it raises as it is.
+        if os_error_code(err) is None:
+            raise
+        run.check_run_folder()
+        path = Path(getattr(err, "filename", None) or run.output_dir)
+        ours = path.absolute().is_relative_to(run.output_dir.absolute())  # else perhaps an input: "cannot use"
+        raise filesystem_error(err, path, run.how_to_continue(), verb="write" if ours else "use") from None
     finally:
         run.release()
 
@@ -231,6 +245,7 @@ class TrainingRun:
         self.lock: RunFolderLock | None = None
         self.accelerator: Accelerator | None = None
         self.wandb_run = None  # the W&B run (main process, train.report_to has wandb)
+        self.tensorboard: TensorBoardLog | None = None  # main process, train.report_to has tensorboard
         self.previous_threads: int | None = None
         self.threads_note = ""
         self.state = RunState()
@@ -256,8 +271,13 @@ class TrainingRun:
             torch.set_num_threads(self.previous_threads)
             self.previous_threads = None
         if self.wandb_run is not None:  # stopped early (a signal, the time limit, an error)
-            self.wandb_run.finish()
+            problem = close_wandb(self.wandb_run)  # a failure is a warning: it must not hide why the run stopped
             self.wandb_run = None
+            if problem:
+                self.console.print(f"[yellow]warning: {problem}[/]", highlight=False)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
         if self.accelerator is not None:
             # accelerate keeps its mixed-precision choice for the whole process: without this, a second
             # run in the same Python process (a notebook) with another train.precision would fail.
@@ -277,6 +297,25 @@ class TrainingRun:
         if self.accelerator.is_main_process:
             self.console.print(*args, **kwargs)
 
+    def how_to_continue(self) -> str:
+        """What continues this run once a failed write is fixed ("" before the run folder was claimed: then
+        nothing of the run was written and the same command starts it)."""
+        if self.lock is None:
+            return ""
+        newest = ckpt.list_checkpoints(self.output_dir / "checkpoints")
+        if newest:
+            return f"continue with --resume auto (it resumes from checkpoint {newest[-1].name}, which is intact)"
+        return "run the same command with --resume auto (no checkpoint was saved yet: it starts at step 0)"
+
+    def check_run_folder(self) -> None:
+        """Refuse to go on when the output folder was removed, moved or replaced while training (the lock file
+        we hold is not the one at its path any more): what would be written now would land nowhere, or in a
+        folder that is no longer the run's."""
+        if self.lock is not None and not self.lock.in_place():
+            raise UserError(f"the output folder {self.output_dir} was removed or replaced while training, and its "
+                            "checkpoints with it: recreate it and start the run again, or - if you moved it - "
+                            "continue there with --output-dir NEW --resume auto")
+
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
@@ -290,7 +329,8 @@ class TrainingRun:
             self._check_resumed_recipe(self.resume_from)
         self._set_threads()
         if self.main:
-            save_recipe(self.recipe, self.output_dir / "recipe.yaml")
+            with writing(self.output_dir / "recipe.yaml"):
+                save_recipe(self.recipe, self.output_dir / "recipe.yaml")
         set_seed(self.cfg.seed)
         self._setup_data()
         set_seed(self.cfg.seed)  # the same random init on every process, whatever the data code drew
@@ -311,9 +351,9 @@ class TrainingRun:
         refuse_unproven_engine()
         self.use_tensorboard = "tensorboard" in self.cfg.report_to and _tensorboard_available()
         # mixed_precision "no": autocast and the GradScaler are the loop's own (precision.py), the same on every device.
-        self.accelerator = Accelerator(mixed_precision="no",
-                                       log_with="tensorboard" if self.use_tensorboard else None,
-                                       project_dir=str(self.output_dir))
+        # TensorBoard is written by TensorBoardLog, in this thread (accelerate's tracker writes from a thread of
+        # its own, whose failures are tracebacks): the Accelerator gets no tracker.
+        self.accelerator = Accelerator(mixed_precision="no", project_dir=str(self.output_dir))
         refuse_unproven_engine(self.accelerator.distributed_type.value)
         self.precision = mixed_precision(self.cfg.precision, self.accelerator.device)
         self.main = self.accelerator.is_main_process
@@ -442,11 +482,14 @@ class TrainingRun:
         self.metrics_log = MetricsLog(self.output_dir / "metrics.jsonl")
         if self.main:
             if self.resume_from is not None:
-                self.metrics_log.truncate_after(self.state.step)
+                torn = self.metrics_log.truncate_after(self.state.step)
+                if torn:
+                    self.say(f"[yellow]note: {torn}[/]", highlight=False)
             elif self.metrics_log.path.exists():
-                self.metrics_log.path.unlink()
-        if self.use_tensorboard:
-            self.accelerator.init_trackers("tensorboard")
+                with writing(self.metrics_log.path):
+                    self.metrics_log.path.unlink()
+        if self.use_tensorboard and self.main:
+            self.tensorboard = TensorBoardLog(self.output_dir / "tensorboard")
         if "wandb" in self.cfg.report_to and self.main:
             self.wandb_run, self.state.wandb_id = start_wandb(self.recipe, self.output_dir, self.state.wandb_id)
         self.skip_report = SkipReport()
@@ -679,14 +722,18 @@ class TrainingRun:
         return "" if self.deadline is None else format_duration(self.deadline - time.time())
 
     def log_row(self, row: dict) -> None:
-        """One metrics.jsonl row (main process) and the same numbers to TensorBoard."""
+        """One metrics.jsonl row (main process) and the same numbers to TensorBoard (and W&B)."""
         if self.main:
+            self.check_run_folder()
             self.metrics_log.write(row)
         if self.wandb_run is not None:
-            wandb_log_row(self.wandb_run, row)
-        if self.use_tensorboard:
-            self.accelerator.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))},
-                                 step=row["step"])
+            problem = wandb_log_row(self.wandb_run, row)
+            if problem:  # W&B is a copy of metrics.jsonl: warn once and go on without it
+                self.say(f"[yellow]warning: {problem}[/]", highlight=False)
+                self.wandb_run = None
+        if self.tensorboard is not None:
+            self.tensorboard.write({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))},
+                                   step=row["step"])
 
     def log_window(self, step_lr: float, stage_row: dict) -> None:
         """The log row of the steps since the last one: mean token loss over all processes, speed, gradient
@@ -759,7 +806,7 @@ class TrainingRun:
     def save_model(self, folder: Path, metrics: dict | None = None) -> None:
         """A model folder that loads on its own (adapter or full weights, tokenizer, read settings, recipe)
         and is ready for the hub (a model card with `metrics` and the confusion heatmap)."""
-        with atomic_folder(folder) as tmp:
+        with writing(folder), atomic_folder(folder) as tmp:
             save_model_folder(self.loaded, tmp)
             save_read_settings(tmp, self.settings, tokenizer=self.loaded.tokenizer)
             save_recipe(self.recipe, tmp / "recipe.yaml")
@@ -776,20 +823,25 @@ class TrainingRun:
     def _save_best(self) -> None:
         """best/, with the step it holds (what a resumed run's test split is scored with: `_saved_best_weights`)."""
         folder = self.output_dir / "best"
+        self.check_run_folder()
         self.save_model(folder, {"val_cer": self.state.best_val_cer, "step": self.state.best_step})
         # After a resume, a best/ of another (abandoned) run must not be used: its step says whose it is.
-        write_json(folder / BEST_STEP_FILE, {"step": self.state.best_step, "val_cer": self.state.best_val_cer})
+        with writing(folder / BEST_STEP_FILE):
+            write_json(folder / BEST_STEP_FILE, {"step": self.state.best_step, "val_cer": self.state.best_val_cer})
 
     def save_checkpoint(self) -> Path:
         """checkpoints/step-N, written into a temporary folder and renamed into place when complete.
 
-        A write that fails (a full disk) leaves the previous checkpoints as they were and stops the run
-        with one line; `--resume auto` continues from the newest whole checkpoint.
+        A write that fails (a full disk, a permission, a read-only file system) leaves the previous checkpoints
+        as they were and stops the run with one line that says which it was; `--resume auto` continues from
+        the newest whole checkpoint.
         """
         state, accelerator = self.state, self.accelerator
         final = self.output_dir / "checkpoints" / f"step-{state.step}"
         tmp = final.parent / f".tmp-{final.name}"
         saving_started = time.time()
+        if self.main:
+            self.check_run_folder()  # before fresh_tmp_folder, which would create a vanished folder again
         try:
             if self.main:
                 fresh_tmp_folder(final)
@@ -801,10 +853,10 @@ class TrainingRun:
                 commit_folder(tmp, final)
         except (OSError, SafetensorError) as err:
             shutil.rmtree(tmp, ignore_errors=True)
-            reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:160]
-            raise UserError(f"could not write checkpoint {final}: {reason}; free some disk space (or lower "
-                            "train.keep_last) and continue with --resume auto - the earlier checkpoints are "
-                            "intact") from None
+            failed = filesystem_error(err, final, what="checkpoint")
+            if failed.code in (errno.ENOSPC, errno.EDQUOT):
+                failed = failed.changed(remedy=f"{failed.remedy} (or lower train.keep_last)")
+            raise failed.followed_by(self.how_to_continue()) from None
         if self.main:
             for folder in self.abandoned:  # the replaced run's newer checkpoints: this run has its own now
                 if folder != final:  # a step both runs saved was just replaced by this run's
@@ -835,14 +887,16 @@ class TrainingRun:
     def finish(self) -> dict:
         """final/, the test split scored with the BEST weights, summary.json, curves.png, the summary table."""
         if self.main:
+            self.check_run_folder()
             self.save_model(self.output_dir / "final", {"val_cer": self.state.last_val_cer, "step": self.state.step})
         test_scores = self._score_test_split()
         if self.main and test_scores is not None and (self.output_dir / "best").is_dir():
             # The test split is scored with the best weights: its scores belong on best/'s card.
             # Its heatmap stays the one of the best step's validation (the last validation's may differ).
-            self.write_card(self.output_dir / "best", {
+            with writing(self.output_dir / "best"):
+                self.write_card(self.output_dir / "best", {
                 "val_cer": self.state.best_val_cer, "step": self.state.best_step, "test_cer": test_scores["cer"],
-                "test_wer": test_scores["wer"], "test_exact_match": test_scores["exact_match"]}, heatmap=False)
+                    "test_wer": test_scores["wer"], "test_exact_match": test_scores["exact_match"]}, heatmap=False)
         self._gather_skipped()
         state = self.state
         summary = {
@@ -856,12 +910,19 @@ class TrainingRun:
             "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         }
         if self.main:
-            write_json(self.output_dir / "summary.json", summary)
+            with writing(self.output_dir / "summary.json"):
+                write_json(self.output_dir / "summary.json", summary)
             curves = plot_curves(self.metrics_log.rows(), self.output_dir / "curves.png")
             if self.wandb_run is not None:
                 # final/'s card already drew the last validation's heatmap: log that file, do not draw it again.
-                finish_wandb(self.wandb_run, {"curves": curves, "confusion_heatmap": self.output_dir / "final" / HEATMAP})
+                problem = finish_wandb(self.wandb_run, {"curves": curves,
+                                                        "confusion_heatmap": self.output_dir / "final" / HEATMAP})
                 self.wandb_run = None
+                if problem:
+                    self.say(f"[yellow]warning: {problem}[/]", highlight=False)
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
             self.console.print(summary_table(summary))
             if self.skip_report.total:
                 self.console.print(f"[yellow]{self.skip_report.summary()}[/]")
@@ -881,10 +942,11 @@ class TrainingRun:
             load_trainable_state(self.inner.model, self.best_weights)
         result = self.evaluate(self.splits.test)
         if self.main:
-            with (self.output_dir / "test_predictions.jsonl").open("w", encoding="utf-8") as handle:
-                for row in result.rows:
-                    handle.write(json.dumps({key: row[key] for key in ("id", "reference", "prediction", "cer")},
-                                            ensure_ascii=False) + "\n")
+            path = self.output_dir / "test_predictions.jsonl"
+            lines = "".join(json.dumps({key: row[key] for key in ("id", "reference", "prediction", "cer")},
+                                       ensure_ascii=False) + "\n" for row in result.rows)
+            with writing(path):
+                atomic_write(path, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
         if final_weights is not None:
             load_trainable_state(self.inner.model, final_weights)
         return result.scores

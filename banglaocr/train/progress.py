@@ -2,12 +2,19 @@
 
 `metrics.jsonl` has one JSON object per log or evaluation row: `step`, `loss`, `lr` always;
 `samples_per_s` on log rows; `val_cer`, `val_wer`, `val_ger`, `val_exact_match`, ... on eval rows.
-On resume the rows after the checkpoint's step are dropped, so the file never holds a step twice.
+On resume the rows after the checkpoint's step are dropped, so the file never holds a step twice; a last
+line cut short (a write interrupted by a kill or a full disk) is dropped with a note, and the file is
+rewritten whole (atomically: a failure leaves it as it was).
 
 >>> import tempfile, pathlib
 >>> log = MetricsLog(pathlib.Path(tempfile.mkdtemp()) / "metrics.jsonl")
 >>> log.write({"step": 1, "loss": 2.0, "lr": 0.1}); log.write({"step": 2, "loss": 1.5, "lr": 0.1})
 >>> log.truncate_after(1); [row["step"] for row in log.rows()]
+[1]
+>>> with log.path.open("a") as handle:
+...     _ = handle.write('{"step": 2, "lo')
+>>> print(log.truncate_after(1)); [row["step"] for row in log.rows()]
+dropped the last line of ... (cut short by an interrupted write: '{"step": 2, "lo')
 [1]
 """
 
@@ -18,6 +25,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from banglaocr.errors import UserError, writing
+from banglaocr.files import atomic_write
 from banglaocr.live_display import wants_live_display  # noqa: F401 (also imported from here)
 from rich.progress import (
     BarColumn,
@@ -33,24 +42,59 @@ from rich.table import Column, Table
 
 
 class MetricsLog:
-    """Append-only JSON-lines log of training metrics."""
+    """Append-only JSON-lines log of training metrics; every file-system error is `writing`'s one line."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def write(self, row: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
+        with writing(self.path), self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def rows(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        """The rows (a torn last line left out: `read`)."""
+        return self.read()[0]
 
-    def truncate_after(self, step: int) -> None:
-        """Drop rows logged after `step` (work an interrupted run did past its last checkpoint)."""
-        kept = [row for row in self.rows() if row["step"] <= step]
-        self.path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    def read(self) -> tuple[list[dict], str | None]:
+        """(the rows, a note when the last line was cut short and left out). Only the LAST line can be torn by
+        an interrupted append; a bad line before it was edited by someone: one `UserError` naming it."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return [], None
+        lines = data.split(b"\n")
+        rows, note = [], None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            row = _parse_row(line)
+            if row is not None:
+                rows.append(row)
+            elif number == len(lines):  # no newline after it: the append that wrote it did not finish
+                shown = line[:60].decode("utf-8", errors="replace")
+                note = f"dropped the last line of {self.path} (cut short by an interrupted write: {shown!r})"
+            else:
+                raise UserError(f"{self.path} line {number} is not a metrics row (edited?); delete that line "
+                                "(or the file: it is a log) and run again")
+        return rows, note
+
+    def truncate_after(self, step: int) -> str | None:
+        """Drop rows logged after `step` (work an interrupted run did past its last checkpoint) and a torn last
+        line; return the note about the torn line (None when there was none)."""
+        rows, note = self.read()
+        kept = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if r["step"] <= step)
+        with writing(self.path):
+            atomic_write(self.path, lambda tmp: tmp.write_text(kept, encoding="utf-8"))
+        return note
+
+
+def _parse_row(line: bytes) -> dict | None:
+    """One metrics row, or None when `line` is not one (cut short, not JSON, not UTF-8, no step)."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None
 
 
 FIELD_DEFAULTS = {"loss": "-", "lr": "-", "speed": "-", "val_cer": "-", "left": "", "grad_norm": "-", "scale": "-",
@@ -235,8 +279,11 @@ def plot_curves(rows: list[dict], path: Path) -> Path | None:
     for axis in (loss_axis, cer_axis):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        with writing(path):
+            atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -22,7 +22,6 @@ banglaocr.errors.UserError: ... is in use by another training run (process ...);
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import shutil
@@ -30,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from banglaocr.errors import UserError
+from banglaocr.errors import UserError, filesystem_error
 from banglaocr.files import write_json
 
 RUN_FILE = "run.json"
@@ -43,13 +42,34 @@ RUN_OUTPUTS = ("checkpoints", "best", "final", "metrics.jsonl", "summary.json", 
 class RunFolderLock:
     """The OS lock on a run folder; `release()` (or the process ending) frees it."""
 
-    def __init__(self, handle):
+    def __init__(self, handle, path: Path):
         self._handle = handle
+        self.path = Path(path)
+
+    def in_place(self) -> bool:
+        """Whether the lock file we hold is still the one at its path: False once the run folder was removed,
+        moved or replaced (a bind mount over it, read-only or not, shows the same file)."""
+        if self._handle is None:
+            return False
+        try:
+            here = os.stat(self.path)
+        except OSError:
+            return False
+        held = os.fstat(self._handle.fileno())
+        if (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
+            return True
+        try:  # some file systems (overlayfs) number an open file apart from its path: it holds our process id
+            return self.path.read_text(encoding="utf-8").strip() == str(os.getpid())
+        except (OSError, ValueError):
+            return False
 
     def release(self) -> None:
         if self._handle is not None:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError:  # the process id it holds could not be written (a full disk): nothing is lost
+                pass
             self._handle = None
 
 
@@ -82,7 +102,7 @@ def claim_run_folder(folder: Path, resuming: bool, overwrite: bool) -> RunFolder
                                            "command": sys.argv})
     except OSError as err:
         lock.release()
-        raise UserError(f"cannot write to {folder}: {err.strerror or err}") from None
+        raise filesystem_error(err, getattr(err, "filename", None) or folder / RUN_FILE) from None
     except BaseException:
         lock.release()
         if not had_lock_file:  # a refused folder is left exactly as it was
@@ -97,16 +117,16 @@ def _create(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        hint = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                errno.ENOSPC: "no space left on the device"}.get(err.errno, err.strerror or str(err))
-        raise UserError(f"cannot create the output folder {folder}: {hint}; choose another --output-dir") from None
+        failed = filesystem_error(err, folder, what="the output folder")
+        raise failed.changed(verb="create", remedy=f"{failed.remedy}, or choose another --output-dir") from None
 
 
 def _lock(folder: Path) -> RunFolderLock:
     try:
         handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")
     except OSError as err:
-        raise UserError(f"cannot write to {folder}: {err.strerror or err}; choose another --output-dir") from None
+        failed = filesystem_error(err, folder / LOCK_FILE)
+        raise failed.changed(remedy=f"{failed.remedy}, or choose another --output-dir") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -115,11 +135,16 @@ def _lock(folder: Path) -> RunFolderLock:
         handle.close()
         raise UserError(f"{folder} is in use by another training run (process {holder}); wait for it to "
                         "finish or choose another --output-dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return RunFolderLock(handle)
+    lock = RunFolderLock(handle, folder / LOCK_FILE)
+    try:  # who holds it, for the message of a second run (a full disk may refuse even these few bytes)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+    except OSError as err:
+        lock.release()
+        raise filesystem_error(err, folder / LOCK_FILE) from None
+    return lock
 
 
 def _remove_run_outputs(folder: Path) -> None:
