@@ -36,7 +36,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -364,8 +364,16 @@ def prepare_image(image: Any, model: str | Path) -> PreparedImage:
 def reading_batches(images: list[Image.Image], geometry: ImageGeometry, batch_size: int) -> list[list[int]]:
     """Indices of `images` cut into generation batches: one height per batch (patchify needs it), widest
     first (batches of similar width pad less), at most `batch_size` each. Ties keep input order."""
-    sizes = [model_size(image.height, image.width, geometry) for image in images]
-    order = sorted(range(len(images)), key=lambda i: (-sizes[i][0], -sizes[i][1], i))
+    return batches_by_size([model_size(image.height, image.width, geometry) for image in images], batch_size)
+
+
+def batches_by_size(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """`reading_batches` from the images' model sizes (height, width) alone.
+
+    >>> batches_by_size([(32, 64), (32, 256), (64, 96), (32, 128)], batch_size=2)
+    [[2], [1, 3], [0]]
+    """
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][0], -sizes[i][1], i))
     batches: list[list[int]] = []
     for index in order:
         if not batches or len(batches[-1]) >= batch_size or sizes[batches[-1][0]][0] != sizes[index][0]:
@@ -420,13 +428,16 @@ def _logits_processors(watch: NonFiniteRows):
 
 
 @torch.no_grad()
-def generate_texts(model: Any, tokenizer: Any, images: list[Image.Image], settings: ReadSettings,
+def generate_texts(model: Any, tokenizer: Any, images: Sequence[Image.Image], settings: ReadSettings,
                    batch_size: int = 16, num_beams: int = 1, device: torch.device | str | None = None,
-                   on_batch: Callable[[int], None] | None = None) -> list[str | None]:
+                   on_batch: Callable[[int], None] | None = None,
+                   sizes: list[tuple[int, int]] | None = None) -> list[str | None]:
     """Read every image; return normalised texts in input order (None: non-finite logits, `NONFINITE_ERROR`).
 
     `model` is a Qwen3-VL (or a PeftModel around one) - not a DDP wrapper. `on_batch(n)` is
-    called after each batch with the number of images done in it (progress bars).
+    called after each batch with the number of images done in it (progress bars). With `sizes`, the
+    `images` are already resized for the model (`resize_for_model`) and `sizes` are the model sizes of the
+    images as decoded (`pixels.model_size`): the batches are those `reading_batches` cuts of the decoded images.
     """
     if not images:
         return []
@@ -437,8 +448,11 @@ def generate_texts(model: Any, tokenizer: Any, images: list[Image.Image], settin
     was_training = model.training
     model.eval()
     try:
-        for chunk in reading_batches(images, settings.image, batch_size):
-            batch = collate([{"image": resize_for_model(images[i], settings.image)} for i in chunk])
+        batches = reading_batches(images, settings.image, batch_size) if sizes is None else \
+            batches_by_size(sizes, batch_size)
+        for chunk in batches:
+            shown = [images[i] if sizes is not None else resize_for_model(images[i], settings.image) for i in chunk]
+            batch = collate([{"image": image} for image in shown])
             inputs = finish_batch_on_device(batch, device)
             watch = NonFiniteRows(inputs["input_ids"].shape[1], ids["im_end"], num_beams)
             output = model.generate(
@@ -670,9 +684,15 @@ def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: Re
     `sources` are whatever `open_image` takes (paths, `Record`s, bytes). An image that fails to
     decode becomes a `Reading` with `error` set and the rest go on; a blank image (no ink) becomes
     an empty `Reading` with `blank` set, not shown to the model; an image whose logits turned
-    non-finite, a `Reading` with `nonfinite` set. Images are decoded `chunk_size` at a time, so
-    memory stays bounded however many there are (each chunk is batched by size inside `generate_texts`). `on_batch(n)` is called with the number of inputs finished (read,
-    blank or failed) by this process.
+    non-finite, a `Reading` with `nonfinite` set. `on_batch(n)` is called with the number of inputs finished
+    (read, blank or failed) by this process.
+
+    Memory stays bounded however many images there are, and however large: they are read `chunk_size` at a
+    time (each chunk batched by size inside `generate_texts`), and each image is resized for the model as soon
+    as it is decoded (and checked for ink), so one full-size image is in memory at a time. A chunk holds at most
+    `HELD_MEGAPIXELS` of resized images; those beyond (large model inputs: a model's own geometry may allow
+    16 megapixels each) are decoded again when their batch comes. The pixels and the batches are the same
+    either way.
 
     Several processes (`process_index` of `num_processes`, e.g. under `accelerate launch`): every
     process decodes the chunk, the chunk's batches (`reading_batches`) are dealt out (batch k to process
@@ -710,22 +730,30 @@ def _is_blank(image: Image.Image) -> bool:
     return ink_box(image) is None and ink_box(ImageOps.invert(image)) is None
 
 
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _read_chunk(model, tokenizer, chunk: list, settings: ReadSettings, reading: tuple[int, int], on_batch,
                 process_index: int, num_processes: int) -> Iterator[Reading]:
     """`read_images` of one chunk: decode, set blanks and failures aside, generate for the rest."""
     from banglaocr.data.sources import UnreadableImage, open_image
 
-    images, errors, blanks = [], {}, set()
+    geometry = settings.image
+    errors, blanks = {}, set()
+    images = ShownImages(geometry)
     for index, source in enumerate(chunk):
         try:
             image = open_image(source)
         except UnreadableImage as err:
-            errors[index] = " ".join(str(err).split()) or type(err).__name__
+            errors[index] = _one_line(err)
             continue
         if _is_blank(image):
             blanks.add(index)
         else:
-            images.append(image)
+            # Down to the model's input at once: the chunk holds small arrays, not its decoded images.
+            images.add(source, resize_for_model(image, geometry), model_size(image.height, image.width, geometry))
+        del image
     if (errors or blanks) and on_batch is not None and process_index == 0:
         on_batch(len(errors) + len(blanks))
     texts = iter(_generate_shared(model, tokenizer, images, settings, reading, on_batch, process_index,
@@ -737,24 +765,108 @@ def _read_chunk(model, tokenizer, chunk: list, settings: ReadSettings, reading: 
             yield Reading(source=source, text="", blank=True)
         else:
             text = next(texts)
-            yield Reading(source=source, text=text) if text is not None else \
-                Reading(source=source, text=None, error=NONFINITE_ERROR, nonfinite=True)
+            if isinstance(text, _Unread):
+                yield Reading(source=source, text=None, error=text.reason)
+            elif text is None:
+                yield Reading(source=source, text=None, error=NONFINITE_ERROR, nonfinite=True)
+            else:
+                yield Reading(source=source, text=text)
 
 
-def _generate_shared(model, tokenizer, images: list[Image.Image], settings: ReadSettings, reading: tuple[int, int],
-                     on_batch, process_index: int, num_processes: int) -> list[str | None]:
-    """`generate_texts` over the processes: the batches of `reading_batches` dealt out, the texts gathered."""
+def _generate_shared(model, tokenizer, images: "ShownImages", settings: ReadSettings, reading: tuple[int, int],
+                     on_batch, process_index: int, num_processes: int) -> list:
+    """`generate_texts` over the processes: the batches of `reading_batches` dealt out, the texts gathered;
+    an image that no longer decoded when its batch came gives `_Unread` instead of a text."""
     batch_size, num_beams = reading
     if num_processes == 1:
-        return generate_texts(model, tokenizer, images, settings, batch_size=batch_size, num_beams=num_beams,
-                              on_batch=on_batch)
+        texts = generate_texts(model, tokenizer, images, settings, batch_size=batch_size, num_beams=num_beams,
+                               on_batch=on_batch, sizes=images.sizes)
+        return [images.outcome(index, text) for index, text in enumerate(texts)]
     from accelerate.utils import gather_object
 
-    batches = reading_batches(images, settings.image, batch_size)
+    batches = batches_by_size(images.sizes, batch_size)
     # Given its batches in this order, generate_texts cuts exactly the same batches again (one height's
     # batches are full but for its last one, so a process's share of them is cut the same way).
     mine = [index for batch in batches[process_index::num_processes] for index in batch]
-    texts = generate_texts(model, tokenizer, [images[i] for i in mine], settings, batch_size=batch_size,
-                           num_beams=num_beams, on_batch=on_batch if process_index == 0 else None)
-    gathered = dict(gather_object(list(zip(mine, texts))))
+    share = images.subset(mine)
+    texts = generate_texts(model, tokenizer, share, settings, batch_size=batch_size, num_beams=num_beams,
+                           on_batch=on_batch if process_index == 0 else None, sizes=share.sizes)
+    gathered = dict(gather_object([(index, images.outcome(index, text)) for index, text in zip(mine, texts)]))
     return [gathered[index] for index in range(len(images))]
+
+
+HELD_MEGAPIXELS = 64.0
+"""Most pixels a chunk of `read_images` holds between decoding and reading, in megapixels of images already
+resized for the model (about 256 MB: Pillow holds RGB in 4 bytes a pixel). A chunk of 1,024 word crops under
+an image budget (64x512 = 0.03 megapixels each) stays far below; images read at a large size (a base model's
+own geometry allows up to 16 megapixels each) beyond it are decoded again when their batch comes."""
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """An image that decoded when its chunk was read, but not when its batch came (changed meanwhile)."""
+
+    reason: str
+
+
+class ShownImages(Sequence):
+    """The images of one chunk as the model is shown them (resized for it as soon as decoded), in the order
+    they were added: held up to `HELD_MEGAPIXELS`, the rest decoded and resized again when asked for (same
+    pixels: decoding and resizing are deterministic). An image that no longer decodes then is shown as blank
+    paper of its size and its error noted (`outcome` gives it instead of the text read from the paper)."""
+
+    def __init__(self, geometry: ImageGeometry) -> None:
+        self.geometry = geometry
+        self._sources: list[Any] = []
+        self._held: list[Image.Image | None] = []
+        self._sizes: list[tuple[int, int]] = []
+        self._failed: dict[int, str] = {}
+        self._indices: list[int] | None = None  # a subset's positions in the whole chunk; None = all
+        self.held_pixels = 0
+
+    def add(self, source: Any, shown: Image.Image, size: tuple[int, int]) -> None:
+        """One decoded image: `shown` resized for the model, `size` its model size as decoded (batch order)."""
+        pixels = shown.width * shown.height
+        keep = self.held_pixels + pixels <= HELD_MEGAPIXELS * 1e6
+        self.held_pixels += pixels if keep else 0
+        self._sources.append(source)
+        self._held.append(shown if keep else None)
+        self._sizes.append(size)
+
+    def subset(self, positions: list[int]) -> "ShownImages":
+        """The images at `positions` (a process's share), sharing the pixels held and the errors noted."""
+        view = ShownImages.__new__(ShownImages)
+        view.__dict__.update(self.__dict__)
+        view._indices = [self._index(position) for position in positions]
+        return view
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return [self._sizes[self._index(position)] for position in range(len(self))]
+
+    def outcome(self, index: int, text: str | None) -> "str | None | _Unread":
+        """The text read for the image at chunk index `index`, or `_Unread` when it no longer decoded."""
+        return _Unread(self._failed[index]) if index in self._failed else text
+
+    def __len__(self) -> int:
+        return len(self._sources) if self._indices is None else len(self._indices)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return [self[i] for i in range(len(self))[position]]
+        index = self._index(position)
+        if self._held[index] is not None:
+            return self._held[index]
+        from banglaocr.data.sources import UnreadableImage, open_image
+
+        try:
+            return resize_for_model(open_image(self._sources[index]), self.geometry)
+        except UnreadableImage as err:
+            self._failed[index] = f"{_one_line(err)} (when read again: changed while it was read?)"
+            height, width = self._sizes[index]
+            return Image.new("RGB", (width, height), "white")
+
+    def _index(self, position: int) -> int:
+        if not -len(self) <= position < len(self):
+            raise IndexError(position)
+        return position % len(self) if self._indices is None else self._indices[position]

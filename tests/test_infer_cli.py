@@ -165,9 +165,10 @@ def test_read_images_keeps_input_order_across_chunks_and_errors(monkeypatch, tmp
                                       on_batch=done.append))
     assert [r.source for r in readings] == paths
     assert [r.error is not None for r in readings] == [i in (1, 4, 8) for i in range(9)]
+    geometry = infer.default_read_settings().image
     for reading in readings:
-        if reading.error is None:
-            assert reading.text == str(Image.open(reading.source).width)
+        if reading.error is None:  # the model is shown each image resized for it
+            assert reading.text == str(infer.resize_for_model(Image.open(reading.source), geometry).width)
     assert sum(done) == 3  # the fake never reports batches: only the failed images were counted
 
 
