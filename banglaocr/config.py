@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -513,7 +514,7 @@ class TrainConfig:
         _check(self.max_steps > 0, "max_steps", "must be > 0")
         _check(self.batch_size > 0, "batch_size", "must be > 0")
         _check(self.grad_accum_steps > 0, "grad_accum_steps", "must be > 0")
-        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.lr > 0, "lr", "must be > 0")
         _check(self.vision_lr is None or self.vision_lr >= 0, "vision_lr", "must be >= 0")
         _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         _check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
@@ -613,6 +614,43 @@ class _NoMatch(Exception):
     pass
 
 
+class _BadNumber(Exception):
+    """A number of the right type that no field can take (not finite, beyond 64 bits): the message says why."""
+
+
+_INT_LIMIT = 2**63
+"""Integers must fit 64 bits (signed): numpy, torch and the operating system take no larger ones."""
+
+
+class _ShortRepr(reprlib.Repr):
+    """`repr` cut short for error messages: long strings and lists elided, nesting cut off, an integer too
+    long to print named by its digits, and shared (YAML-aliased) lists never walked in full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 60
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 6
+        self.maxlevel = 3
+        self.maxlong = 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # str() of a huge int is slow, and refused past 4300 digits
+            return f"<a number of {len(str(x)) if x.bit_length() < 14000 else 'thousands of'} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` short enough for a one-line error, whatever the value (a megabyte string, an alias bomb).
+
+    >>> shown("x" * 1000)[:8], len(shown("x" * 1000)) < 80, shown(10**400)
+    ("'xxxxxxx", True, '<a number of 401 digits>')
+    """
+    return _SHORT.repr(value)
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; convert where YAML is ambiguous (`1e-4` is a string)."""
     origin = typing.get_origin(tp)
@@ -651,22 +689,33 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise _NoMatch
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT_LIMIT <= value < _INT_LIMIT:
+                raise _BadNumber(f"{shown(value)} does not fit 64 bits; a typo?")
             return value
         raise _NoMatch
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string
-            except ValueError:
-                raise _NoMatch from None
-        raise _NoMatch
+        return _coerce_float(value)
     if tp is str:
         if isinstance(value, str):
             return value
         raise _NoMatch
     raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def _coerce_float(value: Any) -> float:
+    """A float field's value: a number, or a string Python reads as one (YAML 1.1 reads `1e-4`, with no dot,
+    as a string); never NaN or infinite - no field of a recipe means anything by them."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _NoMatch
+    try:
+        number = float(value)
+    except ValueError:
+        raise _NoMatch from None
+    except OverflowError:  # an integer beyond float range
+        raise _BadNumber(f"must be a finite number, got {shown(value)}") from None
+    if not math.isfinite(number):
+        raise _BadNumber(f"must be a finite number, got {shown(value)}")
+    return number
 
 
 def _is_section_list(tp: Any) -> bool:
@@ -677,7 +726,7 @@ def _is_section_list(tp: Any) -> bool:
 def _coerce_item(value: Any, tp: type, key: str) -> Any:
     """One section of a list of sections; an item that is not a mapping is an error naming the item."""
     if not isinstance(value, dict):
-        raise UserError(f"recipe key '{key}': expected a mapping, got {value!r}")
+        raise UserError(f"recipe key '{key}': expected a mapping, got {shown(value)}")
     return _build(tp, value, key)
 
 
@@ -692,7 +741,7 @@ def _build(cls: type, raw: dict, path: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            raise UserError(f"unknown recipe key '{prefix}{key}'{_suggest(str(key), list(fields))}")
+            raise UserError(f"unknown recipe key {shown(f'{prefix}{key}')}{_suggest(str(key)[:100], list(fields))}")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}{name}"
@@ -703,16 +752,18 @@ def _build(cls: type, raw: dict, path: str) -> Any:
         value = raw[name]
         try:
             kwargs[name] = _coerce(value, types_by_name[name], key)
+        except _BadNumber as err:
+            raise UserError(f"recipe key '{key}': {err}") from None
         except _NoMatch:
             tp = types_by_name[name]
             expected = _type_name(tp)
-            hint = _suggest(str(value), [str(a) for a in typing.get_args(tp)]) if isinstance(value, str) else ""
-            raise UserError(f"recipe key '{key}': expected {expected}, got {value!r}{hint}") from None
+            hint = _suggest(value[:100], [str(a) for a in typing.get_args(tp)]) if isinstance(value, str) else ""
+            raise UserError(f"recipe key '{key}': expected {expected}, got {shown(value)}{hint}") from None
     try:
         return cls(**kwargs)
     except _FieldError as err:
         got = err.got if err.got is not None else kwargs.get(err.field_name, getattr(cls, err.field_name, None))
-        raise UserError(f"recipe key '{prefix}{err.field_name}': {err} (got {got!r})") from None
+        raise UserError(f"recipe key '{prefix}{err.field_name}': {err} (got {shown(got)})") from None
 
 
 def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
@@ -723,7 +774,7 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
         if child is None:  # e.g. `lora.r=8` over `lora: null` re-enables the section with defaults
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise UserError(f"override '{dotted}': '{part}' is not a section")
+            raise UserError(f"override {shown(dotted)}: {shown(part)} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -736,15 +787,15 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """
     for item in overrides:
         if "=" not in item:
-            raise UserError(f"override '{item}' must look like section.key=value")
+            raise UserError(f"override {shown(item)} must look like section.key=value")
         dotted, text = item.split("=", 1)
         dotted = dotted.strip()
         if not dotted:
-            raise UserError(f"override '{item}' has no key")
+            raise UserError(f"override {shown(item)} has no key")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = _bounded_yaml(text, f"override {shown(item)}") if text.strip() else ""
         except yaml.YAMLError:
-            value = text
+            value = text  # not YAML: the text as it is (a prompt with a colon in it)
         _set_dotted(raw, dotted, value)
     return raw
 
@@ -755,9 +806,10 @@ def recipe_from_dict(raw: dict, overrides: list[str] | None = None) -> Recipe:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError("a recipe must be a YAML mapping of sections (model, data, lora, ...)")
-    raw = apply_overrides(_deep_copy(raw), overrides or [])
+    raw = apply_overrides(_deep_copy(raw, [0], 0), overrides or [])
     recipe = _build(Recipe, raw, "")
     _check_plausible(recipe, "")
+    _check_paths(recipe)
     return recipe
 
 
@@ -799,26 +851,58 @@ def _check_plausible(section: Any, prefix: str) -> None:
             if dataclasses.is_dataclass(item):
                 _check_plausible(item, f"{where}.")
             elif isinstance(item, float) and not math.isfinite(item):
-                raise UserError(f"recipe key '{where}': must be a finite number, got {item!r}")
+                raise UserError(f"recipe key '{where}': must be a finite number, got {shown(item)}")
         if key in PLAUSIBLE and isinstance(value, (int, float)) and not isinstance(value, bool):
             low, high = PLAUSIBLE[key]
             if low is not None and value < low or high is not None and value > high:
                 bounds = f"{low} to {high}" if low is not None else f"at most {high}"
-                raise UserError(f"recipe key '{key}': {value!r} is implausible ({bounds}); a typo?")
+                raise UserError(f"recipe key '{key}': {shown(value)} is implausible ({bounds}); a typo?")
 
 
-def _deep_copy(raw: Any) -> Any:
+PATH_KEYS = ("model.name_or_path", "data.source", "data.synth.dir", "train.output_dir")
+"""Recipe keys that may name a local path (`~` and `~user` expand)."""
+
+
+def _check_paths(recipe: Recipe) -> None:
+    """A path key starting with `~user` for a user this machine does not have: one line naming the key (the
+    path could never be found, and would fail later in a less clear way)."""
+    from banglaocr.files import expand_home
+
+    for key in PATH_KEYS:
+        if key == "model.name_or_path" and recipe.model.init == "tiny":
+            continue  # only the run's name
+        section, name = key.rsplit(".", 1)
+        holder = recipe
+        for part in section.split("."):
+            holder = getattr(holder, part)
+        value = getattr(holder, name)
+        if value is not None:
+            expand_home(value, f"recipe key '{key}'")
+
+
+def _deep_copy(raw: Any, count: list[int], depth: int) -> Any:
+    """A copy of a recipe mapping (overrides then edit the copy), refusing one that is not recipe-sized:
+    nested deeper than `MAX_YAML_DEPTH` or holding more than `MAX_YAML_VALUES` values, aliases counted as
+    often as they are used (a shared list is copied each time; `count` holds the values copied so far)."""
+    count[0] += 1
+    if count[0] > MAX_YAML_VALUES:
+        raise UserError(f"a recipe holds at most {MAX_YAML_VALUES} values (a real one holds a few hundred)")
+    if depth > MAX_YAML_DEPTH:
+        raise UserError(f"a recipe nests at most {MAX_YAML_DEPTH} levels deep")
     if isinstance(raw, dict):
-        return {k: _deep_copy(v) for k, v in raw.items()}
+        return {k: _deep_copy(v, count, depth + 1) for k, v in raw.items()}
     if isinstance(raw, list):
-        return [_deep_copy(v) for v in raw]
+        return [_deep_copy(v, count, depth + 1) for v in raw]
     return raw
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
-    """A recipe file path, or the name of a shipped recipe (`cpu_demo` -> the packaged cpu_demo.yaml)."""
-    path = Path(name_or_path)
-    if path.is_file():
+    """A recipe file path, or the name of a shipped recipe (`cpu_demo` -> the packaged cpu_demo.yaml).
+    Something that is there but no folder (a FIFO, a device) is returned as well: reading it says why not."""
+    from banglaocr.files import expand_home
+
+    path = Path(expand_home(str(name_or_path), "recipe"))
+    if path.is_file() or (path.exists() and not path.is_dir()):
         return path
     shipped = RECIPES_DIR / f"{path.stem}.yaml"
     if path.suffix in ("", ".yaml", ".yml") and shipped.is_file():
@@ -836,22 +920,109 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     path = resolve_recipe_path(name_or_path)
     from banglaocr.files import read_text
 
-    return recipe_from_dict(_parse_yaml(read_text(path, f"recipe {path}"), path), overrides)
+    return recipe_from_dict(_parse_yaml(read_text(path, f"recipe {path}", max_bytes=MAX_RECIPE_BYTES), path),
+                            overrides)
+
+
+# --------------------------------------------------------------------------- YAML within bounds
+
+MAX_RECIPE_BYTES = 1 << 20
+"""Largest recipe file read (1 MiB; a recipe is a few KB)."""
+MAX_YAML_VALUES = 100_000
+"""Most values a recipe or an override may hold, YAML aliases expanded as often as they are used. A real
+recipe holds a few hundred; an alias bomb (anchors of anchors of anchors) expands to billions and would hang
+whatever copies or prints it."""
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of collections in a recipe or an override (a recipe nests 5 deep: data.curriculum[0].fonts)."""
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` whose values that do not convert (an integer of 5,000 digits, 2024-13-45 read as a
+    date) are YAML errors at their line, not a ValueError from deep inside the constructor."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as err:
+            from banglaocr.errors import first_line
+
+            raise yaml.constructor.ConstructorError(None, None, f"cannot convert the value ({first_line(err)})",
+                                                    node.start_mark) from None
+
+
+def _refuse_unbounded(text: str, where: str) -> None:
+    """Refuse YAML that would grow without bound once built: nested deeper than `MAX_YAML_DEPTH`, more than
+    `MAX_YAML_VALUES` values with aliases expanded, or an alias inside its own anchor. One pass over the
+    parser's events (no recursion, nothing built), stopping at the first excess: an alias bomb is refused
+    in milliseconds, at the line where it goes too far. Malformed YAML passes here and fails when composed."""
+    values_of: dict[str, int] = {}  # anchor -> values of its node, aliases expanded
+    open_anchors: set[str] = set()
+    stack: list[list] = []  # per open collection: [anchor, values so far]
+    total = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_YAML_DEPTH:
+                raise UserError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep at line {line}")
+            stack.append([event.anchor, 1])
+            if event.anchor is not None:
+                open_anchors.add(event.anchor)
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, values = stack.pop()
+            if anchor is not None:
+                open_anchors.discard(anchor)
+                values_of[anchor] = values
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise UserError(f"{where}: the YAML alias at line {line} contains itself")
+            values = values_of.get(event.anchor, 1)  # an unknown anchor fails when composed
+        elif isinstance(event, yaml.ScalarEvent):
+            values = 1
+            if event.anchor is not None:
+                values_of[event.anchor] = 1
+        else:
+            continue
+        if stack:
+            stack[-1][1] += values
+            values = stack[-1][1]
+        else:
+            total += values
+            values = total
+        if values > MAX_YAML_VALUES:
+            raise UserError(f"{where}: the YAML at line {line} expands to more than {MAX_YAML_VALUES} values "
+                            "(aliases counted each time they are used; a recipe holds a few hundred)")
+
+
+def _bounded_yaml(text: str, where: str, check_keys: Path | None = None) -> Any:
+    """`text` as YAML (safe: plain data only, `!!python/...` tags refused) within `_refuse_unbounded`'s
+    bounds; with `check_keys` (the recipe file) also without a key given twice. `yaml.YAMLError` for text
+    that is not YAML; `UserError` naming `where` for text beyond the bounds."""
+    _refuse_unbounded(text, where)
+    loader = _RecipeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if check_keys is not None:
+            _refuse_duplicate_keys(node, check_keys, "", set(), set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
-    """A recipe's YAML (safe_load), refusing what YAML itself lets pass: a key given twice in one
-    mapping (YAML keeps the last one silently) and an alias that contains itself."""
+    """A recipe's YAML within bounds (`_bounded_yaml`), refusing what YAML itself lets pass: a key given twice
+    in one mapping (YAML keeps the last one silently) and an alias that contains itself."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _refuse_duplicate_keys(node, path, "", set(), set())
-        return yaml.safe_load(text)
+        return _bounded_yaml(text, f"recipe {path}", check_keys=path)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"recipe {path} is not valid YAML{where}") from None
-    except RecursionError:
+        problem = getattr(err, "problem", None)
+        why = f" ({problem})" if problem and problem.startswith("cannot convert") else ""
+        raise UserError(f"recipe {path} is not valid YAML{where}{why}") from None
+    except RecursionError:  # a guard: `_refuse_unbounded` keeps the nesting far below the limit
         raise UserError(f"recipe {path} is nested too deeply") from None
 
 

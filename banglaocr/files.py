@@ -19,6 +19,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -92,9 +93,10 @@ def write_json(path: Path, payload: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json_text(payload, indent=2) + "\n", encoding="utf-8"))
 
 
-def read_text(path: Path, label: str | None = None) -> str:
-    """A UTF-8 text file (a byte-order mark dropped). A file that cannot be read or is not UTF-8 is one
-    `UserError` naming it as `label` (default: the path).
+def read_text(path: Path, label: str | None = None, max_bytes: int | None = None) -> str:
+    """A UTF-8 text file (a byte-order mark dropped). A file that cannot be read, is not UTF-8, is larger
+    than `max_bytes` or is no regular file (a FIFO would block until something writes to it, a device
+    never ends) is one `UserError` naming it as `label` (default: the path).
 
     >>> import tempfile, pathlib
     >>> bad = pathlib.Path(tempfile.mkdtemp()) / "x.jsonl"; _ = bad.write_bytes(b"\\xff")
@@ -107,8 +109,61 @@ def read_text(path: Path, label: str | None = None) -> str:
 
     label = label or str(path)
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{label} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        # O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a writer; it changes
+        # nothing for a regular file. The kind is checked on the opened file, so it cannot change in between.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise UserError(f"cannot read {label}: {err.strerror or err}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{label} is {file_kind(info.st_mode)}, not a regular file; give a file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise UserError(f"{label} is {info.st_size / 2**20:.1f} MiB, more than the {max_bytes / 2**20:g} MiB "
+                            "such a file can be; is it the right file?")
+        try:
+            data = handle.read()
+        except OSError as err:
+            raise UserError(f"cannot read {label}: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{label} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+
+
+def file_kind(mode: int) -> str:
+    """What a `st_mode` is, with its article, for messages: 'a folder', 'a FIFO', 'a character device', ...
+
+    >>> file_kind(os.stat(".").st_mode)
+    'a folder'
+    """
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def expand_home(path: str | Path, label: str) -> str | Path:
+    """`path` with `~` and `~user` expanded (of the type it came as); a `~user` this machine has no such user
+    for is one `UserError` naming `label` - pathlib would raise RuntimeError, os.path would leave the `~`
+    for a confusing "not found" later.
+
+    >>> expand_home("runs/x", "--out")
+    'runs/x'
+    >>> expand_home("~nosuchuser/x", "--model")
+    Traceback (most recent call last):
+    ...
+    banglaocr.errors.UserError: --model ~nosuchuser/x: no such user for ~nosuchuser; give the folder itself
+    """
+    from banglaocr.errors import UserError
+
+    text = os.fspath(path)
+    if not text.startswith("~"):
+        return path
+    expanded = os.path.expanduser(text)
+    if expanded.startswith("~"):  # os.path leaves a ~user it cannot find
+        user = text.split(os.sep, 1)[0]
+        raise UserError(f"{label} {text}: no such user for {user}; give the folder itself")
+    return type(path)(expanded) if isinstance(path, Path) else expanded

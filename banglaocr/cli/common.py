@@ -15,6 +15,7 @@ from typing import Annotated, Iterator, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from banglaocr.cli.conventions import one_of
 from banglaocr.errors import UserError
@@ -38,7 +39,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except UserError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # escape: a message quoting the user's input ([x, y], data.curriculum[0]) is text, not rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(err.exit_code) from None
 
 
@@ -68,7 +70,6 @@ OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace --out even when banglaocr did not write it (a user's file, a "
                                            "folder holding other files); without it that is refused, untouched.")
 ]
-
 
 
 def check_writable(path: Path, kind: str, option: str = "--out") -> None:

@@ -222,8 +222,10 @@ def eval_command(
     with user_errors():
         from banglaocr.data.sources import load_splits
         from banglaocr.errors import UserError
+        from banglaocr.files import expand_home
         from banglaocr.infer import read_settings, resolve_model
 
+        model, adapter = expand_home(model, "--model"), adapter and expand_home(adapter, "--adapter")
         out_dir = _claim_out_dir(out, model, adapter, split, overwrite)
         data_cfg, eval_cfg = _data_config(dataset, recipe, classes)
         settings = reading_settings(read_settings(model, adapter), data_cfg, eval_cfg, recipe, image)

@@ -100,6 +100,30 @@ def _truthy(flag: str, value: str | None) -> bool:
     raise UserError(f"option '{flag}' takes True or False, got '{value}'")
 
 
+def _number(flag: str, value: str, kind: type, positive: bool) -> int | float:
+    """The value of a numeric flag: an `int` or finite `float`, > 0 (`positive`) or >= 0; one line naming the
+    flag otherwise (never a ValueError, never an endless number of epochs).
+
+    >>> _number("--num_train_epochs", "1.5", float, positive=True)
+    1.5
+    >>> _number("--num_train_epochs", "inf", float, positive=True)
+    Traceback (most recent call last):
+    ...
+    banglaocr.errors.UserError: option '--num_train_epochs' takes a finite number > 0, got 'inf'
+    """
+    import math
+
+    described = f"{'a whole number' if kind is int else 'a finite number'} {'> 0' if positive else '>= 0'}"
+    shown = repr(value) if len(value) <= 40 else repr(value[:40] + "...")
+    try:
+        number = kind(value)
+    except (ValueError, OverflowError):
+        raise UserError(f"option '{flag}' takes {described}, got {shown}") from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise UserError(f"option '{flag}' takes {described}, got {shown}")
+    return number
+
+
 def translate(args: list[str], cuda: bool) -> Translation:
     """The original flags -> recipe overrides and the parts `train` resolves with the data (module docstring).
     `cuda`: whether a GPU is there (`--fp16` on a machine without one trains in fp32, with a note)."""
@@ -122,7 +146,7 @@ def translate(args: list[str], cuda: bool) -> Translation:
         elif flag == "--output_dir":
             out.output_dir = value
         elif flag == "--num_train_epochs":
-            out.epochs = float(value)
+            out.epochs = _number(flag, value, float, positive=True)
         elif flag == "--dataset_classes":
             out.overrides.append(f"data.classes=[{value}]")
         elif flag == "--samples_per_class":
@@ -130,10 +154,10 @@ def translate(args: list[str], cuda: bool) -> Translation:
         elif flag == "--scan_dataset_dimensions":
             scan["enabled"] = _truthy(flag, value)
         elif flag == "--dimension_scan_samples":
-            scan["samples"] = int(value)
+            scan["samples"] = _number(flag, value, int, positive=True)
         elif flag == "--padding_buffer":
             # The original multiplied (1.1 = 10 % head-room); scan-dims takes the head-room itself.
-            buffer = float(value)
+            buffer = _number(flag, value, float, positive=False)
             scan["padding_buffer"] = buffer - 1.0 if buffer >= 1.0 else buffer
         made = ", ".join(out.overrides[before:]) or {
             "--output_dir": f"--output-dir {value}", "--num_train_epochs": "train.max_steps from the data size",

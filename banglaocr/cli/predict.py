@@ -205,6 +205,9 @@ def predict(
     runs/kaggle_t4x2 scans/ --out rows.jsonl --resume
     """
     with user_errors():
+        from banglaocr.files import expand_home
+
+        model, adapter = expand_home(model, "--model"), adapter and expand_home(adapter, "--adapter")
         output_format = _choose_format(fmt, out)
         _check_flags(out, resume, overwrite)
         out = expand_user(out) if out is not None else None

@@ -51,6 +51,10 @@ def scan_dims(
 
         if (dataset is None) == (recipe is None):
             raise UserError("give exactly one of --dataset or --recipe")
+        from banglaocr.files import expand_home
+
+        tokenizer = tokenizer and expand_home(tokenizer, "--tokenizer")
+        write = write and expand_home(write, "--write")
         if recipe is not None:
             from banglaocr.config import load_recipe
             from banglaocr.data.sources import resolve_source

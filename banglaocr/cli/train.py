@@ -53,6 +53,10 @@ def train(
         from banglaocr.model.folder_check import check_recipe_model
 
         loaded, output_dir = _resolve_recipe(recipe, overrides or [], output_dir)
+        if output_dir is not None:
+            from banglaocr.files import expand_home
+
+            output_dir = expand_home(output_dir, "--output-dir")
         check_recipe_model(loaded.model)  # a model folder that asks for code or lies: one line, before any work
         if dry_run:
             typer.echo(recipe_to_yaml(loaded), nl=False)  # plain: rich would wrap long lines (invalid YAML)

@@ -50,7 +50,7 @@ from PIL import Image
 from banglaocr.config import DataConfig
 from banglaocr.data.decode import UnreadableImage, as_unreadable, header_size, open_checked, to_rgb
 from banglaocr.errors import UserError, first_line
-from banglaocr.files import read_text
+from banglaocr.files import expand_home, file_kind, read_text
 from banglaocr.text import normalize
 
 MAX_LABEL_CHARS = 10_000
@@ -232,13 +232,13 @@ def _read_table(path: Path, skipped: SkipReport) -> list[dict]:
     fields than the header - is skipped and counted (`MALFORMED`, named `file:line`); a file that
     cannot be read, is not UTF-8 or has no valid row at all is one clear `UserError`.
     """
+    if path.suffix not in (".jsonl", ".csv"):
+        raise UserError(f"{path}: manifest must be .jsonl or .csv")
     text = read_text(path)
     if path.suffix == ".jsonl":
         rows, bad = _jsonl_rows(text, path, skipped)
-    elif path.suffix == ".csv":
-        rows, bad = _csv_rows(text, path, skipped)
     else:
-        raise UserError(f"{path}: manifest must be .jsonl or .csv")
+        rows, bad = _csv_rows(text, path, skipped)
     if bad and not rows:
         raise UserError(f"{path}: no line is a valid row (line {bad[0]}: {bad[1]}); "
                         f"is it a {'JSON-lines' if path.suffix == '.jsonl' else 'CSV'} file?")
@@ -378,9 +378,16 @@ def _without_duplicates(records: list[Record], skipped: SkipReport) -> list[Reco
 
 
 def _find_metadata(folder: Path) -> Path | None:
+    """The metadata file of an imagefolder split, or None. One of that name that is no regular file (a FIFO,
+    a folder, a broken symlink) is a `UserError`: ignoring it would drop the split silently, reading a FIFO
+    would wait forever."""
     for name in ("metadata.jsonl", "metadata.csv"):
-        if (folder / name).is_file():
-            return folder / name
+        path = folder / name
+        if path.is_file():
+            return path
+        if os.path.lexists(path):
+            kind = file_kind(path.stat().st_mode) if path.exists() else "a broken symlink"
+            raise UserError(f"{path} is {kind}, not a regular file; a metadata file must be one")
     return None
 
 
@@ -451,8 +458,8 @@ def _load_with_datasets(source: str, cfg: DataConfig, skipped: SkipReport,
 
 def _load_raw_splits(cfg: DataConfig, skipped: SkipReport) -> dict[str, list[Record]]:
     source = cfg.source
-    path = Path(source).expanduser()
-    if path.is_file():
+    path = Path(expand_home(source, "data source"))
+    if path.exists() and not path.is_dir():  # a manifest; one that is no regular file is refused when read
         records = _records_from_rows(_read_table(path, skipped), path.parent, cfg, path.name, skipped, confined=False)
         return {"train": _without_duplicates(records, skipped)}
     if path.is_dir():

@@ -125,13 +125,10 @@ def read_words(words_file: Path | str) -> list[str]:
     >>> read_words(f)
     ['আমি', 'তুমি']
     """
+    from banglaocr.files import read_text
+
     path = Path(words_file)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"words: no such file '{path}'") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"words: cannot read '{path}' as UTF-8 text ({err})") from None
+    lines = read_text(path, f"words file {path}").splitlines()  # a FIFO or a device is refused, not read
     words = list(dict.fromkeys(word for word in map(normalize, lines) if word))
     if not words:
         raise UserError(f"words: '{path}' holds no words")
