@@ -56,8 +56,10 @@ def merge_lora(
     Example: banglaocr merge-lora --adapter runs/kaggle_t4x2/best --out runs/kaggle_t4x2/merged
     """
     with user_errors():
+        from banglaocr.files import expand_home
         from banglaocr.merge import merge_lora as run_merge
 
+        adapter, base = expand_home(adapter, "--adapter"), base and expand_home(base, "--base")
         with without_transformers_progress():
             report = run_merge(adapter, expand_user(out), base=base, dtype=dtype, force=overwrite or force)
 
