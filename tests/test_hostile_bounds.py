@@ -150,8 +150,8 @@ def test_alias_bomb_through_every_command_that_takes_overrides(args):
 
 def test_alias_bomb_is_refused_wherever_it_hides(tmp_path):
     """A bomb under an unknown key, in a merge key, or referenced twice: refused before any copy or repr."""
-    for text in (bounds.TINY_RECIPE + "laughs:\n" + "\n".join(bounds.alias_bomb(9, "  ")) + "\n",
-                 "base: &b\n" + "\n".join(bounds.alias_bomb(9, "  ")) + "\n" + bounds.TINY_RECIPE + "eval:\n  <<: *b\n"):
+    laughs = "\n".join(bounds.alias_bomb(9, "  ")) + "\n"
+    for text in (bounds.TINY_RECIPE + "laughs:\n" + laughs, "base: &b\n" + laughs + bounds.TINY_RECIPE + "eval:\n  <<: *b\n"):
         path = tmp_path / "r.yaml"
         path.write_text(text, encoding="utf-8")
         assert "expands to more than" in error_line(lambda: load_recipe(path), seconds=1.0)

@@ -10,6 +10,7 @@ import typer
 
 from banglaocr.cli.common import JsonOption, RecipeOption, SeedOption, console, err_console, user_errors
 from banglaocr.cli.conventions import one_of
+from banglaocr.files import expand_home
 
 
 def scan_dims(
@@ -51,10 +52,7 @@ def scan_dims(
 
         if (dataset is None) == (recipe is None):
             raise UserError("give exactly one of --dataset or --recipe")
-        from banglaocr.files import expand_home
-
-        tokenizer = tokenizer and expand_home(tokenizer, "--tokenizer")
-        write = write and expand_home(write, "--write")
+        tokenizer, write = tokenizer and expand_home(tokenizer, "--tokenizer"), write and expand_home(write, "--write")
         if recipe is not None:
             from banglaocr.config import load_recipe
             from banglaocr.data.sources import resolve_source
