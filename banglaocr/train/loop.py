@@ -2,9 +2,11 @@
 
 No Trainer base class and no callbacks: `run_training` at the bottom is the whole loop, and each
 method of `TrainingRun` is one phase of it, in the order it happens. accelerate does device
-placement, mixed precision (autocast + GradScaler for fp16), DDP (the model goes through
-`accelerator.prepare`), trackers and collectives; everything else is here. Everything that changes
-as training goes and must survive a restart is ONE dataclass, `RunState`, which checkpoints save.
+placement, DDP (the model goes through `accelerator.prepare`) and collectives; everything else is here
+(mixed precision: `precision.py`; TensorBoard: `tensorboard_log.py`, W&B: `wandb_report.py`). Every write
+the file system refuses is one line that says how the run continues (`run_training`, `errors.writing`).
+Everything that changes as training goes and must survive a restart is ONE dataclass, `RunState`, which
+checkpoints save.
 
 One optimizer step (`train_step`):
 1. take `grad_accum_steps` micro-batches of this process (the stream is deterministic: see
@@ -927,7 +929,7 @@ class TrainingRun:
             if self.skip_report.total:
                 self.console.print(f"[yellow]{self.skip_report.summary()}[/]")
         self.accelerator.wait_for_everyone()
-        # Last: besides closing the trackers, end_training destroys the process group (no collective after it).
+        # Last: end_training destroys the process group (no collective after it).
         self.accelerator.end_training()
         return summary
 
