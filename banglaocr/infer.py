@@ -44,8 +44,8 @@ from PIL import Image
 from banglaocr import hub
 from banglaocr.config import DataConfig, ImageConfig, ModelConfig
 from banglaocr.data.collate import Collator, finish_batch_on_device, generation_batch
-from banglaocr.data.pixels import MERGE_SIZE, TOKEN_PIXELS, ImageGeometry, QwenResize, model_size, resize_for_model
-from banglaocr.errors import UserError, first_line
+from banglaocr.data.pixels import MERGE_SIZE, ImageGeometry, QwenResize, model_size, resize_for_model
+from banglaocr.errors import UserError
 from banglaocr.model.shipped import looks_like_path, shipped_model
 from banglaocr.model.tokenizers import special_token_ids
 from banglaocr.text import normalize
@@ -56,9 +56,6 @@ GENERATION_FILE = "generation_config.json"
 NONFINITE_ERROR = ("non-finite logits while generating (an fp16 overflow?): nothing was read; "
                    "read with --precision fp32, or bf16 on a GPU that has it")
 """The error of a row whose logits turned NaN / inf before it ended (`generate_texts` gives None)."""
-
-QWEN_DEFAULT_PIXELS = (56 * 56, 28 * 28 * 1280)
-"""(min, max) pixels of transformers' Qwen2-VL image processor when preprocessor_config.json states none."""
 
 VIDEO_PREPROCESSOR = {
     # Qwen3-VL's video processor with its own defaults. Without this file AutoProcessor falls back
@@ -236,44 +233,31 @@ def own_read_settings(name: str) -> ReadSettings | None:
     >>> own_read_settings(str(folder)).image
     QwenResize(min_pixels=65536, max_pixels=16777216)
     """
-    from banglaocr.model.folder_check import MAX_QWEN_PIXELS, read_json_object
+    from banglaocr.model.folder_check import preprocessor_geometry
 
     path = _preprocessor_file(name)
     if path is None:
         return None
-    raw = read_json_object(path)
-    try:
-        size = raw.get("size") or {}
-        smallest = int(raw.get("min_pixels") or size.get("shortest_edge") or QWEN_DEFAULT_PIXELS[0])
-        largest = int(raw.get("max_pixels") or size.get("longest_edge") or QWEN_DEFAULT_PIXELS[1])
-        factor = int(raw.get("patch_size", 16)) * int(raw.get("merge_size", 2))
-        geometry = QwenResize(min_pixels=smallest, max_pixels=largest)
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"cannot read the image settings {path}: {first_line(err)}") from None
-    if largest > MAX_QWEN_PIXELS:  # every image would be upscaled or kept up to this many pixels
-        raise UserError(f"{path}: {largest:,} pixels per image is implausible (at most {MAX_QWEN_PIXELS:,})")
-    if factor != TOKEN_PIXELS:
-        raise UserError(f"{path} describes {factor}-pixel visual tokens; banglaocr reads Qwen3-VL models "
-                        f"({TOKEN_PIXELS}-pixel tokens: 16-pixel patches merged 2x2)")
     default = default_read_settings()
-    return ReadSettings(image=geometry, prompt=default.prompt, max_new_tokens=default.max_new_tokens,
-                        origin=f"{PREPROCESSOR_FILE} of {name}")
+    return ReadSettings(image=preprocessor_geometry(path), prompt=default.prompt,
+                        max_new_tokens=default.max_new_tokens, origin=f"{PREPROCESSOR_FILE} of {name}")
 
 
-def read_settings(model: str, adapter: str | None = None) -> ReadSettings:
+def read_settings(model: str, adapter: str | None = None, *, check_folder: bool = True) -> ReadSettings:
     """The settings `model` (with `adapter` on it) is read with, without loading any weights.
 
     In order: the `banglaocr.json` of the adapter, then of the model (a model banglaocr trained is read
     the way training showed it images); else the model's own preprocessing (`own_read_settings`: the
     adapter's, the model's, an adapter folder's base's preprocessor_config.json); else
     `default_read_settings()`. `model` and `adapter` are named as `load_for_inference` takes them.
+    `check_folder`: check the model folder's other files too (`resolve_model`), for a caller that loads it next.
 
     >>> read_settings("tiny").image
     ImageConfig(height=32, max_width=384, min_width=32, stretch=2.0, tight_crop=True)
     """
     from banglaocr.model.factory import adapter_base
 
-    name = resolve_model(model)
+    name = resolve_model(model, check_folder=check_folder)
     folders: list[str] = []
     if adapter is not None:
         folders.append(str(resolve_adapter_folder(adapter)))
@@ -348,7 +332,7 @@ def prepare_image(image: Any, model: str | Path) -> PreparedImage:
     """
     from banglaocr.data.sources import UnreadableImage, open_image
 
-    settings = read_settings(str(model))
+    settings = read_settings(str(model), check_folder=False)  # settings only: no weights are read here
     try:
         decoded = open_image(image)
     except UnreadableImage as err:
@@ -494,8 +478,9 @@ def _model_folder_in(path: Path) -> Path | None:
     return None
 
 
-def resolve_model(model: str) -> str:
-    """Where `model` loads from: a model folder's path, or a hub id unchanged.
+def resolve_model(model: str, *, check_folder: bool = True) -> str:
+    """Where `model` loads from: a model folder's path, or a hub id unchanged; a local folder is checked
+    (`folder_check.check_model_folder`) unless `check_folder` is False.
 
     Rules, in order (`UserError` with the reason when none applies):
     0. a shipped model's name (`tiny`) is its folder inside the package (`./tiny` is a local path);
@@ -521,7 +506,8 @@ def resolve_model(model: str) -> str:
     if path.is_dir():
         found = _model_folder_in(path)
         if found is not None:
-            check_model_folder(found)  # before anything reads it: a folder that lies is one line here
+            if check_folder:  # before anything reads it: a folder that lies is one line here
+                check_model_folder(found)
             return str(found)
         if (path / "recipe.yaml").is_file():
             steps = sorted((p for p in (path / "checkpoints").glob("step-*") if _is_model_folder(p / "model")),

@@ -500,13 +500,13 @@ def attach_saved_adapter(model, folder: Path, trainable: bool):
     except Exception as err:  # noqa: BLE001 - peft's errors about a file that does not fit are of any type
         lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
         detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])[:300]
-        raise UserError(f"the adapter in {folder} does not fit its base model ({detail}); is the base the model "
+        raise UserError(f"the adapter in {folder} does not fit the base model ({detail}); is the base the model "
                         "it was trained on?") from None
     live = set(get_peft_model_state_dict(attached, save_embedding_layers=False))
     for keys, what in ((saved - live, "has no place in the base model"), (live - saved, "is missing from the file")):
         if keys:
             more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-            raise UserError(f"the adapter in {folder} does not fit its base model: {sorted(keys)[0]} {what}{more} "
+            raise UserError(f"the adapter in {folder} does not fit the base model: {sorted(keys)[0]} {what}{more} "
                             "(adapter_model.safetensors); is the base the model it was trained on?")
     return attached
 

@@ -248,15 +248,40 @@ def _check_side_files(folder: Path, trust_remote_code: bool) -> None:
             GenerationConfig.from_pretrained(str(folder))
         except Exception as err:  # noqa: BLE001 - a crafted file may break it in any way
             raise UserError(f"{generation}: not a generation config ({type(err).__name__}: {first_line(err)})") from None
-    from banglaocr.infer import load_read_settings, own_read_settings
-
     # banglaocr.json, else the preprocessor_config.json a reader would go by: one line naming it when it lies.
-    if load_read_settings(folder) is None:
-        own_read_settings(str(folder))
+    if (folder / "banglaocr.json").exists():
+        check_read_settings(read_json_object(folder / "banglaocr.json"), folder / "banglaocr.json")
+    elif (folder / "preprocessor_config.json").exists():
+        preprocessor_geometry(folder / "preprocessor_config.json")
 
 
 MAX_PROMPT_CHARS = 10_000
 MAX_QWEN_PIXELS = 2**28
+"""Most pixels per image a model folder's read settings or preprocessor config may ask for."""
+QWEN_DEFAULT_PIXELS = (56 * 56, 28 * 28 * 1280)
+"""(min, max) pixels of transformers' Qwen2-VL image processor when preprocessor_config.json states none."""
+
+
+def preprocessor_geometry(path: Path):
+    """`QwenResize` with the pixel limits of a preprocessor_config.json (how plain transformers would resize
+    for the model), checked: numbers, 0 < min <= max <= `MAX_QWEN_PIXELS`, Qwen3-VL's 32-pixel visual tokens."""
+    from banglaocr.data.pixels import TOKEN_PIXELS, QwenResize
+
+    raw = read_json_object(path)
+    try:
+        size = raw.get("size") or {}
+        smallest = int(raw.get("min_pixels") or size.get("shortest_edge") or QWEN_DEFAULT_PIXELS[0])
+        largest = int(raw.get("max_pixels") or size.get("longest_edge") or QWEN_DEFAULT_PIXELS[1])
+        factor = int(raw.get("patch_size", 16)) * int(raw.get("merge_size", 2))
+        geometry = QwenResize(min_pixels=smallest, max_pixels=largest)
+    except (OSError, ValueError, TypeError, AttributeError, OverflowError) as err:
+        raise UserError(f"cannot read the image settings {path}: {first_line(err)}") from None
+    if largest > MAX_QWEN_PIXELS:  # every image would be upscaled or kept up to this many pixels
+        raise UserError(f"{path}: {largest:,} pixels per image is implausible (at most {MAX_QWEN_PIXELS:,})")
+    if factor != TOKEN_PIXELS:
+        raise UserError(f"{path} describes {factor}-pixel visual tokens; banglaocr reads Qwen3-VL models "
+                        f"({TOKEN_PIXELS}-pixel tokens: 16-pixel patches merged 2x2)")
+    return geometry
 
 
 def check_read_settings(raw: dict, path: Path) -> None:
