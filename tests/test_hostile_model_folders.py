@@ -6,8 +6,8 @@ a marker file when imported) is named as `--model` of predict and eval, as `--to
 real pseudo-terminal with "y" typed, as a user answering transformers' "Do you wish to run the custom code?
 [y/N]" would. The crafted folders (`hostile_round2.model_folders.CASES`: config, weights, shards, tokenizer,
 generation config, processor config, read settings, adapter config, adapter weights, the adapter's base) go
-through every command in this process; the default run covers every case with predict and the dry run, and
-a spread of cases with the other commands (`-m slow`: every case with every command).
+through every command in this process (predict, eval, merge-lora, train and its dry run): the refusals come
+before any weights load, so all of them take seconds.
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 CASES = {case.name: case for case in crafted.CASES}
 COMMANDS = ("predict", "eval", "merge-lora", "train --dry-run", "train")
-SPREAD = ("config-not-json", "config-auto-map", "config-size-text", "config-vocab-larger", "weights-truncated",
-          "weights-length-lies", "weights-missing-tensor", "shards-escape", "generation-wrong-type",
-          "tokenizer-not-json", "tokenizer-config-auto-map", "settings-height-text", "adapter-config-not-json",
-          "adapter-base-missing", "adapter-weights-renamed", "adapter-r-lies")
-"""Cases every command is tried with in the default run: one or two of each file and kind of lie."""
 
 
 @pytest.fixture(scope="module")
@@ -240,18 +235,8 @@ def _other_commands(case_names) -> list:
             for name in case_names for command in ("eval", "merge-lora", "train")]
 
 
-@pytest.mark.parametrize(("case_name", "command"), _other_commands(SPREAD))
+@pytest.mark.parametrize(("case_name", "command"), _other_commands(CASES))
 def test_crafted_folder_with_eval_merge_and_train_is_one_line(case_name, command, root, good, image, dataset):
-    _check_command(case_name, command, root, good, image, dataset)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("case_name", "command"), _other_commands([name for name in CASES if name not in SPREAD]))
-def test_every_crafted_folder_with_eval_merge_and_train_is_one_line(case_name, command, root, good, image, dataset):
-    _check_command(case_name, command, root, good, image, dataset)
-
-
-def _check_command(case_name, command, root, good, image, dataset):
     folder = _crafted(case_name, root, good, command)
     out = root / f"out-{command}-{case_name}"
     result = invoke(command_line(command, folder, good=good, image=image, dataset=dataset, out=out,
