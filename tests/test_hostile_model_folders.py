@@ -6,7 +6,7 @@ a marker file when imported) is named as `--model` of predict and eval, as `--to
 real pseudo-terminal with "y" typed, as a user answering transformers' "Do you wish to run the custom code?
 [y/N]" would. The crafted folders (`hostile_round2.model_folders.CASES`: config, weights, shards, tokenizer,
 generation config, processor config, read settings, adapter config, adapter weights, the adapter's base) go
-through every command in this process (predict, eval, merge-lora, train and its dry run): the refusals come
+through every command in this process (predict, eval, merge-lora, train and its dry run): most refusals come
 before any weights load, so all of them take seconds.
 """
 
