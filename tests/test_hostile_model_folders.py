@@ -4,10 +4,11 @@ The planted folder (an unknown model_type whose `auto_map` points into the folde
 a marker file when imported) is named as `--model` of predict and eval, as `--tokenizer` of scan-dims and as
 `model.name_or_path` of train - each in its own process on a real pseudo-terminal with "y" typed, as a user
 answering transformers' "Do you wish to run the custom code? [y/N]" would - and with every command (also
-merge-lora's --base and an adapter's base, train --dry-run) in this process with "y" on stdin. The crafted folders (`hostile_round2.model_folders.CASES`: config, weights, shards, tokenizer,
-generation config, processor config, read settings, adapter config, adapter weights, the adapter's base) go
-through every command in this process (predict, eval, merge-lora, train and its dry run): most refusals come
-before any weights load, so all of them take seconds.
+merge-lora's --base and an adapter's base, train --dry-run) in this process with "y" on stdin. The crafted
+folders (`hostile_round2.model_folders.CASES`: config, weights, shards, tokenizer, generation config, processor
+config, read settings, adapter config, adapter weights, the adapter's base) go through every command in this
+process (predict, eval, merge-lora, train and its dry run): most refusals come before any weights load, so all
+of them take seconds.
 """
 
 from __future__ import annotations

@@ -456,7 +456,8 @@ def load_model_tokenizer(model_cfg: ModelConfig, name: str):
         if problem is not None:
             raise UserError(f"cannot load the tokenizer of '{name}': {problem}") from None
         hint = f" ({_offline_hint()})" if isinstance(err, OSError) else ""
-        raise UserError(f"cannot load the tokenizer of '{name}': {type(err).__name__}: {first_line(err)}{hint}") from None
+        raise UserError(f"cannot load the tokenizer of '{name}': {type(err).__name__}: "
+                        f"{first_line(err)}{hint}") from None
     try:
         special_token_ids(tokenizer)
     except ValueError as err:

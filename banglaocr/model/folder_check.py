@@ -247,7 +247,8 @@ def _check_side_files(folder: Path, trust_remote_code: bool) -> None:
         try:
             GenerationConfig.from_pretrained(str(folder))
         except Exception as err:  # noqa: BLE001 - a crafted file may break it in any way
-            raise UserError(f"{generation}: not a generation config ({type(err).__name__}: {first_line(err)})") from None
+            raise UserError(f"{generation}: not a generation config ({type(err).__name__}: "
+                            f"{first_line(err)})") from None
     # banglaocr.json, else the preprocessor_config.json a reader would go by: one line naming it when it lies.
     if (folder / "banglaocr.json").exists():
         check_read_settings(read_json_object(folder / "banglaocr.json"), folder / "banglaocr.json")

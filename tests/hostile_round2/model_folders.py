@@ -313,7 +313,8 @@ CASES: tuple[FolderCase, ...] = (
     _case("tokenizer-config-not-object", "full", _write("tokenizer_config.json", "[]"), "tokenizer_config.json"),
     _case("tokenizer-config-wrong-type", "full", _set("tokenizer_config.json", "tokenizer_class", 5),
           "tokenizer_config.json"),
-    _case("tokenizer-config-auto-map", "full", _set("tokenizer_config.json", "auto_map", {"AutoTokenizer": ["x.Y", None]}),
+    _case("tokenizer-config-auto-map", "full",
+          _set("tokenizer_config.json", "auto_map", {"AutoTokenizer": ["x.Y", None]}),
           "tokenizer_config.json", "trust_remote_code"),
     _case("tokenizer-missing", "full", _delete("tokenizer.json", "tokenizer_config.json"), "no tokenizer"),
     # banglaocr.json (read settings)
