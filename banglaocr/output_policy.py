@@ -36,7 +36,7 @@ import stat
 from pathlib import Path
 from typing import Callable
 
-from banglaocr.errors import UserError
+from banglaocr.errors import UserError, filesystem_error
 
 OVERWRITE_FLAG = "--overwrite"
 MARKER_SUFFIX = ".banglaocr.json"
@@ -44,15 +44,6 @@ MARKER_SUFFIX = ".banglaocr.json"
 MARKER_MAX_BYTES = 1 << 20
 _KINDS = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"),
           (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISBLK, "block device"))
-
-
-def expand_user(path: Path | str, option: str = "--out") -> Path:
-    """`~` and `~user` expanded; a user that does not exist is one `UserError`, not a traceback."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError:
-        raise UserError(f"{option} {path}: no such user for {str(path).split('/')[0]}; give the folder "
-                        "itself") from None
 
 
 def path_kind(path: Path, option: str = "--out") -> str | None:
@@ -220,13 +211,13 @@ def claim_model_folder(out: Path, command: str, inputs: dict[str, Path | None], 
 
 
 def write_error_line(path: Path | str, err: OSError, option: str = "--out") -> str:
-    """One line for an `OSError` while writing `path`: what happened and what to do (full disk and
-    permissions told apart)."""
-    hint = {errno.ENOSPC: "no space left on the device; free some space",
-            errno.EDQUOT: "the disk quota is used up; free some space",
-            errno.EACCES: "permission denied; choose a writable " + option,
-            errno.EPERM: "operation not permitted; choose a writable " + option,
-            errno.EROFS: "the file system is read-only; choose a writable " + option,
-            errno.EFBIG: "the file is too large for this file system",
-            }.get(err.errno, err.strerror or str(err))
-    return f"cannot write {path}: {hint}"
+    """One line for an `OSError` while writing `path`: `errors.filesystem_error`'s wording (full disk and
+    permissions told apart), with the remedy of an output the user chose: another `option`.
+
+    >>> write_error_line("/mnt/ro/rows.jsonl", OSError(errno.EROFS, "Read-only file system"))
+    'cannot write /mnt/ro/rows.jsonl: the file system is read-only; choose a writable --out'
+    """
+    line = filesystem_error(err, path)
+    if line.code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        line = line.changed(remedy=f"choose a writable {option}")
+    return str(line)

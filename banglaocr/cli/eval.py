@@ -41,7 +41,8 @@ from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, Model
                                   PrecisionOption, RecipeOption, check_writable, console, err_console,
                                   launched_processes, load_quietly, progress_bar, user_errors)
 from banglaocr.cli.conventions import one_of
-from banglaocr.output_policy import claim_folder, expand_user, path_kind, write_error_line
+from banglaocr.files import expand_home
+from banglaocr.output_policy import claim_folder, path_kind, write_error_line
 from banglaocr.row_encoding import escape_field, json_line
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -222,7 +223,6 @@ def eval_command(
     with user_errors():
         from banglaocr.data.sources import load_splits
         from banglaocr.errors import UserError
-        from banglaocr.files import expand_home
         from banglaocr.infer import read_settings, resolve_model
 
         model, adapter = expand_home(model, "--model"), adapter and expand_home(adapter, "--adapter")
@@ -268,7 +268,7 @@ def _warn(summary: dict, unreadable, as_json: bool) -> None:
 def _claim_out_dir(out: Path | None, model: str, adapter: str | None, split: str, overwrite: bool) -> Path:
     """--out (or the default), checked before minutes of loading and reading: whose folder it is under the
     output policy, and whether it can be written."""
-    out_dir = expand_user(out) if out is not None else default_out_dir(model, adapter, split)
+    out_dir = expand_home(out, "--out") if out is not None else default_out_dir(model, adapter, split)
     claim_folder(out_dir, "eval", RESULT_FILES, overwrite=overwrite, is_ours=is_eval_folder)
     check_writable(out_dir, "folder")
     return out_dir

@@ -10,7 +10,6 @@ import typer
 
 from banglaocr.cli.common import JsonOption, console, user_errors, without_transformers_progress
 from banglaocr.cli.conventions import one_of
-from banglaocr.output_policy import expand_user
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 
@@ -61,7 +60,7 @@ def merge_lora(
 
         adapter, base = expand_home(adapter, "--adapter"), base and expand_home(base, "--base")
         with without_transformers_progress():
-            report = run_merge(adapter, expand_user(out), base=base, dtype=dtype, force=overwrite or force)
+            report = run_merge(adapter, expand_home(out, "--out"), base=base, dtype=dtype, force=overwrite or force)
 
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))

@@ -43,7 +43,6 @@ from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, 
 from banglaocr.cli.conventions import one_of
 from banglaocr.cli.predict_output import (CSV_COLUMNS, FORMATS, OutputPlan, format_row, marker_record, open_rows,
                                          plan_output, reader_record, resume_plan)
-from banglaocr.output_policy import expand_user
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 PROGRESS_FROM = 64
@@ -210,7 +209,7 @@ def predict(
         model, adapter = expand_home(model, "--model"), adapter and expand_home(adapter, "--adapter")
         output_format = _choose_format(fmt, out)
         _check_flags(out, resume, overwrite)
-        out = expand_user(out) if out is not None else None
+        out = expand_home(out, "--out") if out is not None else None
         pairs = expand_inputs(inputs, stdin_names(_read_stdin()) if "-" in inputs else None)
         rank, world, launched_device = launched_processes()
         device = device or launched_device
