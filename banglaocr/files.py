@@ -112,6 +112,8 @@ def read_text(path: Path, label: str | None = None, max_bytes: int | None = None
         # O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a writer; it changes
         # nothing for a regular file. The kind is checked on the opened file, so it cannot change in between.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UserError(f"cannot read {label}: no such file") from None
     except OSError as err:
         raise UserError(f"cannot read {label}: {err.strerror or err}") from None
     with os.fdopen(fd, "rb") as handle:
