@@ -86,3 +86,65 @@ def test_relative_links_in_the_docs_resolve():
             elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
                 broken.append(f"{page.relative_to(ROOT)} -> {target}#{anchor} (no such heading)")
     assert not broken, "broken links: " + "; ".join(broken)
+
+
+INSTALL_COMMAND = "bash scripts/install.sh"
+
+
+def _code_blocks(text: str) -> list[list[str]]:
+    """The lines of each fenced code block of a Markdown text, in order."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            if current is None:
+                current = []
+            else:
+                blocks.append(current)
+                current = None
+        elif current is not None:
+            current.append(line.strip())
+    return blocks
+
+
+def _quickstart(readme: str) -> str:
+    start = readme.index("\n## Quickstart\n")
+    return readme[start:readme.index("\n## ", start + 1)]
+
+
+def test_the_readme_quickstart_is_install_main_job_tests_as_the_install_script_prints_them():
+    quickstart = _quickstart((ROOT / "README.md").read_text(encoding="utf-8"))
+    install, main_job, tests = _code_blocks(quickstart)[0]
+    assert install == INSTALL_COMMAND
+    script = (ROOT / "scripts" / "install.sh").read_text(encoding="utf-8")
+    # What the script prints as the next two commands, with the default venv (.venv) in place of $SHOWN.
+    printed = [line.split("#")[0].strip() for line in
+               re.findall(r'^\s*echo "  \$SHOWN(/bin/[^"]*)"', script, flags=re.MULTILINE)]
+    assert [".venv" + line for line in printed] == [main_job, tests]
+    assert "source .venv/bin/activate" in quickstart
+    usage = re.search(r'USAGE="(.*?)"', script, flags=re.DOTALL).group(1)
+    options = re.findall(r"^\s+(--[\w-]+(?: [A-Z]+)?)", usage, flags=re.MULTILINE)
+    assert options == ["--gpu", "--no-dev", "--python PY", "--venv DIR"]
+    assert all(f"`{option}`" in quickstart for option in options), "the quickstart names every install option"
+    # CI installs the same way, and the quickstart page shows the same command.
+    assert re.search(rf"^{re.escape(INSTALL_COMMAND)}$", (ROOT / ".ci" / "run").read_text(encoding="utf-8"),
+                     flags=re.MULTILINE)
+    assert [INSTALL_COMMAND] in _code_blocks((DOCS / "quickstart.md").read_text(encoding="utf-8"))
+
+
+BARE_COMMAND = re.compile(r"^!?(?:[A-Z_]+=\S+\s+)*(?:banglaocr|accelerate)\s")
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/quickstart.md", "docs/kaggle.md",
+                                  *sorted(f"docs/commands/{p.name}" for p in (DOCS / "commands").glob("*.md"))])
+def test_a_page_that_writes_commands_bare_first_says_they_assume_the_activated_venv(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
+    if page == "README.md":
+        text = text[text.index("\n## Quickstart\n"):]  # above it: the list of commands, not one to run
+    blocks = _code_blocks(text)
+    if page.startswith("docs/commands/"):
+        blocks = blocks[1:]  # the synopsis at the top of a command page is its usage, not a command to run
+    bare = next((line for block in blocks for line in block if BARE_COMMAND.match(line)), None)
+    if bare is None:
+        return
+    note = text.find("source .venv/bin/activate")
+    assert 0 <= note < text.index(bare), f"{page} runs `{bare}` before it says to activate the venv"
