@@ -190,7 +190,7 @@ pip_check() {
 }
 
 UP_TO_DATE=0
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(expected_stamp)" ]]; then
+if [[ -f "$STAMP" && -x "$VENV/bin/banglaocr" && "$(cat "$STAMP")" == "$(expected_stamp)" ]]; then
     if pip_check >/dev/null 2>&1; then
         UP_TO_DATE=1
     else
