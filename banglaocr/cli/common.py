@@ -136,6 +136,19 @@ def launched_processes() -> tuple[int, int, str | None]:
     return state.process_index, state.num_processes, str(state.device)
 
 
+def leave_launched_processes(world: int) -> None:
+    """After the last exchange of a launched `predict`/`eval`: wait for every process, then leave the process
+    group. A gloo group still alive at interpreter exit can abort a process ("terminate called without an
+    active exception", SIGABRT), which the launcher then reports with a traceback. A no-op for one process."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def load_quietly(model: str, adapter: str | None, precision: str, device: str | None):
     """`load_for_inference` without transformers' progress bars."""
     from banglaocr.infer import load_for_inference

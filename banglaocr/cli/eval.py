@@ -39,7 +39,8 @@ import typer
 
 from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, ModelOption, OverwriteOption,
                                   PrecisionOption, RecipeOption, check_writable, console, err_console,
-                                  launched_processes, load_quietly, progress_bar, user_errors)
+                                  launched_processes, leave_launched_processes, load_quietly, progress_bar,
+                                  user_errors)
 from banglaocr.cli.conventions import one_of
 from banglaocr.files import expand_home
 from banglaocr.output_policy import claim_folder, path_kind, write_error_line
@@ -243,7 +244,9 @@ def eval_command(
                    # What the source loader skipped (empty labels, missing or empty files), over all splits.
                    "skipped_at_load": splits.skipped.total, "skipped_at_load_detail": splits.skipped.as_dict(),
                    "predictions": str(out_dir / "predictions.jsonl")}
-        if launched_processes()[0] != 0:  # several processes: the main one writes and reports
+        rank, world, _ = launched_processes()
+        leave_launched_processes(world)
+        if rank != 0:  # several processes: the main one writes and reports
             return
         _write_outputs(out_dir, summary, rows)
 

@@ -39,7 +39,7 @@ import typer
 
 from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, ModelOption, NumBeamsOption,
                                   OverwriteOption, PrecisionOption, check_writable, err_console, launched_processes,
-                                  load_quietly, progress_bar, user_errors)
+                                  leave_launched_processes, load_quietly, progress_bar, user_errors)
 from banglaocr.cli.conventions import one_of
 from banglaocr.cli.predict_output import (CSV_COLUMNS, FORMATS, OutputPlan, format_row, marker_record, open_rows,
                                          plan_output, reader_record, resume_plan)
@@ -223,6 +223,7 @@ def predict(
                                    {"batch_size": batch_size, "chunk_size": chunk_size})
         counts = _write_rows(loaded, settings, todo, skip, (out, plan, marker), output_format,
                              (batch_size, num_beams, chunk_size), rank, world)
+        leave_launched_processes(world)
     _report(counts, len(pairs), len(plan.existing.files), out, rank == 0, world)
 
 
