@@ -26,8 +26,59 @@ from typing import Callable, Iterator
 from banglaocr.row_encoding import json_text
 
 
+def current_umask() -> int:
+    """This process's umask, read from /proc where there is one (setting it to read it, the only other way
+    before Python 3.13, races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def settle_modes(path: Path) -> None:
+    """Give `path` - and, for a folder, everything below it - the mode `open()` / `mkdir()` give under the
+    user's umask (0644 / 0755 with umask 022). Some writers create their files 0600 through a private
+    temporary file of their own (safetensors' `save_file`, so every `save_pretrained`): a model folder
+    written for others to read would be readable by its owner alone.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())  # mkdtemp makes it 0700
+    >>> (folder / "model.safetensors").touch(mode=0o600)
+    >>> settle_modes(folder)
+    >>> [oct(p.stat().st_mode & 0o777) == oct(0o777 & ~current_umask() & (0o666 if p.is_file() else 0o777))
+    ...  for p in (folder, folder / "model.safetensors")]
+    [True, True]
+    """
+    umask = current_umask()
+    path = Path(path)
+    if path.is_symlink():  # a link's own mode means nothing; what it points to is not ours
+        return
+    if not path.is_dir():
+        _chmod(path, 0o666 & ~umask)
+        return
+    for root, _, files in os.walk(path):  # links to folders are listed, never entered
+        _chmod(root, 0o777 & ~umask)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                _chmod(os.path.join(root, name), 0o666 & ~umask)
+
+
+def _chmod(path, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except OSError:  # a file system without modes (vfat, some network shares): nothing to settle there
+        pass
+
+
 def commit_folder(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary folder into place, replacing `final` if it exists."""
+    """Rename a finished temporary folder into place, replacing `final` if it exists; every file in it gets
+    the mode the user's umask gives (`settle_modes`)."""
+    settle_modes(tmp)
     if final.exists():
         # Move the old folder aside first so that at every instant one complete folder exists
         # under a known name (a kill between the two renames leaves `.old-NAME`, still whole).
@@ -76,11 +127,13 @@ def _fresh_tmp_file(path: Path) -> Path:
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)`, then rename the temporary file over `path` (never a half-written `path`;
-    a failed write leaves `path` as it was and no temporary file behind)."""
+    a failed write leaves `path` as it was and no temporary file behind). The file gets the mode the user's
+    umask gives, whatever `write` did to it (`settle_modes`)."""
     path = Path(path)
     tmp = _fresh_tmp_file(path)
     try:
         write(tmp)
+        settle_modes(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
