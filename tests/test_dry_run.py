@@ -70,3 +70,33 @@ def test_a_dry_run_without_an_estimate_says_why_in_one_line():
     assert result.stderr.splitlines() == [
         "expected disk use: unavailable (the architecture of someone/not-cached-model is not in the local cache "
         "(hf download someone/not-cached-model config.json, then run again))"]
+
+
+def test_a_dry_run_with_the_original_epochs_flag_says_it_loads_the_data_and_writes_nothing(tmp_path):
+    """`--num_train_epochs` needs the number of training samples: the dry run says it loads the data set and
+    why, first; synthetic data not rendered yet is rendered into a scratch folder, not the output folder."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--recipe", "cpu_demo", "--num_train_epochs", "1", "-o", str(out),
+                                      "data.synth.n=40", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    said = result.stderr.splitlines()
+    assert "original flags -> recipe overrides:" in said
+    loading = [line for line in said if line.startswith("dry run: ")]
+    assert loading == ["dry run: loading the data set synth (--num_train_epochs 1 needs the number of training "
+                       "samples (train.max_steps)); no model weights are loaded and nothing is written"]
+    printed = yaml.safe_load(result.stdout)
+    assert printed["train"]["max_steps"] == -(-32 // load_recipe("cpu_demo").train.samples_per_step())  # 32 train
+    assert not out.exists()
+
+
+def test_a_dry_run_without_such_flags_loads_no_data(monkeypatch):
+    from banglaocr.data import sources
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("a dry run loaded the data")
+
+    monkeypatch.setattr(sources, "load_splits", no_data)
+    monkeypatch.setattr(sources, "resolve_source", no_data)
+    result = CliRunner().invoke(app, ["train", "--recipe", "cpu_demo", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "dry run: loading" not in result.stderr

@@ -181,38 +181,65 @@ def steps_for_epochs(epochs: float, train_samples: int, samples_per_step: int) -
     return max(1, math.ceil(epochs * train_samples / samples_per_step))
 
 
-def resolve_with_data(translation: Translation, recipe, output_dir) -> list[str]:
+def data_needs(translation: Translation) -> list[str]:
+    """What of the data the flags need, and for what (empty: nothing - a dry run then loads no data).
+
+    >>> data_needs(translate(["--num_train_epochs", "3", "--scan_dataset_dimensions"], cuda=False))
+    ['--num_train_epochs 3 needs the number of training samples (train.max_steps)', '--scan_dataset_dimensions needs the image sizes and label lengths of the training split, label tokens counted with the model tokenizer (the image budget)']
+    """
+    needs = []
+    if translation.epochs is not None:
+        needs.append(f"--num_train_epochs {translation.epochs:g} needs the number of training samples (train.max_steps)")
+    if translation.scan is not None:
+        needs.append("--scan_dataset_dimensions needs the image sizes and label lengths of the training split, "
+                     "label tokens counted with the model tokenizer (the image budget)")
+    return needs
+
+
+def resolve_with_data(translation: Translation, recipe, output_dir, dry_run: bool = False) -> list[str]:
     """The overrides that need the data: the image budget of a dimension scan (`--scan_dataset_dimensions`)
-    and `train.max_steps` for `--num_train_epochs`. Loads (or renders) the data as the run will."""
+    and `train.max_steps` for `--num_train_epochs`. Loads (or renders) the data as the run will; a `dry_run`
+    writes nothing (synthetic data not rendered yet is rendered into a scratch folder, removed after)."""
+    import contextlib
+    import dataclasses
     import os
+    import tempfile
     from pathlib import Path
 
-    from banglaocr.data.sources import load_splits, resolve_source
+    from banglaocr.data.sources import load_splits, resolve_source, synth_dir
 
     extra: list[str] = []
-    if translation.scan is None and translation.epochs is None:
+    if not data_needs(translation):
         return extra
-    data_cfg = resolve_source(recipe.data, Path(output_dir or recipe.train.output_dir))
-    splits = load_splits(data_cfg)
-    if translation.scan is not None:
-        from banglaocr.data.scan import scan_records
-        from banglaocr.model.shipped import model_source
-        from banglaocr.model.tokenizers import load_counting_tokenizer
-
-        name = recipe.model.tiny.tokenizer if recipe.model.init == "tiny" else model_source(recipe.model.name_or_path)
-        counting, note = load_counting_tokenizer(name)
-        if note is not None:
-            translation.notes.append(f"--scan_dataset_dimensions: {note}")
-        budget = scan_records(splits.train, counting, samples=translation.scan["samples"],
-                              padding_buffer=translation.scan["padding_buffer"],
-                              stretch=recipe.data.image.stretch).budget
-        extra += [f"data.image.height={budget['height']}", f"data.image.max_width={budget['max_width']}",
-                  f"eval.max_new_tokens={budget['max_new_tokens']}"]
+    with contextlib.ExitStack() as scratch:  # the scan reads the images: inside, while a scratch folder exists
+        data, work = recipe.data, Path(output_dir or recipe.train.output_dir)
+        if dry_run and data.source == "synth" and not (synth_dir(data, work) / "synth.json").is_file():
+            work = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="banglaocr-dry-run-")))
+            data = dataclasses.replace(data, synth=dataclasses.replace(data.synth, dir=None))
+        splits = load_splits(resolve_source(data, work))
+        if translation.scan is not None:
+            extra += _scanned_budget(translation, recipe, splits.train)
     if translation.epochs is not None:
         processes = int(os.environ.get("WORLD_SIZE", "1"))
         steps = steps_for_epochs(translation.epochs, len(splits.train), recipe.train.samples_per_step(processes))
         extra.append(f"train.max_steps={steps}")
     return extra
+
+
+def _scanned_budget(translation: Translation, recipe, records: list) -> list[str]:
+    """`--scan_dataset_dimensions`: the image budget and max_new_tokens scan-dims recommends for `records`."""
+    from banglaocr.data.scan import scan_records
+    from banglaocr.model.shipped import model_source
+    from banglaocr.model.tokenizers import load_counting_tokenizer
+
+    name = recipe.model.tiny.tokenizer if recipe.model.init == "tiny" else model_source(recipe.model.name_or_path)
+    counting, note = load_counting_tokenizer(name)
+    if note is not None:
+        translation.notes.append(f"--scan_dataset_dimensions: {note}")
+    budget = scan_records(records, counting, samples=translation.scan["samples"],
+                          padding_buffer=translation.scan["padding_buffer"], stretch=recipe.data.image.stretch).budget
+    return [f"data.image.height={budget['height']}", f"data.image.max_width={budget['max_width']}",
+            f"eval.max_new_tokens={budget['max_new_tokens']}"]
 
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)*=")

@@ -46,13 +46,14 @@ def train(
     """Train a model as a recipe says (LoRA or full fine-tune), evaluating by generation.
 
     Example: banglaocr train --recipe recipes/cpu_demo.yaml train.max_steps=100
+
     Multi-GPU: accelerate launch --multi_gpu --num_processes 2 -m banglaocr train --recipe recipes/kaggle_t4x2.yaml
     """
     with user_errors():
         from banglaocr.config import recipe_to_yaml
         from banglaocr.model.folder_check import check_recipe_model
 
-        loaded, output_dir = _resolve_recipe(recipe, overrides or [], output_dir)
+        loaded, output_dir = _resolve_recipe(recipe, overrides or [], output_dir, dry_run)
         if output_dir is not None:
             from banglaocr.files import expand_home
 
@@ -69,9 +70,13 @@ def train(
                 summary = run_training(loaded, output_dir=output_dir, resume=resume, console=console,
                                        overwrite=overwrite, allow_recipe_change=allow_recipe_change)
         except TrainingInterrupted as stopped:
-            err_console.print(f"[yellow]{stopped}[/]", highlight=False)
+            if stopped.main:  # one message, however many processes stopped; never folded (a command to copy)
+                err_console.print(str(stopped), style="yellow", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(stopped.exit_code) from None
-    console.print(f"done: {summary['output_dir']} (best/, final/, metrics.jsonl, summary.json)")
+    from banglaocr.cli.common import launched_processes
+
+    if launched_processes()[0] == 0:  # the main process only (every process of a launch returns the summary)
+        console.print(f"done: {summary['output_dir']} (best/, final/, metrics.jsonl, summary.json)")
 
 
 def _print_disk_use(recipe, output_dir: Path | None) -> None:
@@ -91,9 +96,10 @@ def _print_disk_use(recipe, output_dir: Path | None) -> None:
                           f"{format_bytes(fit.free)} are free: {advice(use, fit)}[/]", highlight=False, soft_wrap=True)
 
 
-def _resolve_recipe(recipe: str | None, arguments: list[str], output_dir: Path | None):
-    """The recipe with its overrides, and the original script's flags among them translated (printed once)."""
-    from banglaocr.cli.original_flags import describe, resolve_with_data, split_arguments, translate
+def _resolve_recipe(recipe: str | None, arguments: list[str], output_dir: Path | None, dry_run: bool = False):
+    """The recipe with its overrides, and the original script's flags among them translated (printed once).
+    A `dry_run` loads nothing - except the data set where an original flag needs it, which it says first."""
+    from banglaocr.cli.original_flags import data_needs, describe, resolve_with_data, split_arguments, translate
     from banglaocr.config import load_recipe
     from banglaocr.errors import UserError
 
@@ -108,7 +114,11 @@ def _resolve_recipe(recipe: str | None, arguments: list[str], output_dir: Path |
     name = recipe or "kaggle_t4x2"
     output_dir = output_dir or (Path(translation.output_dir) if translation.output_dir else None)
     first = load_recipe(name, [*translation.overrides, *overrides])
-    extra = resolve_with_data(translation, first, output_dir)
+    needs = data_needs(translation)
+    if dry_run and needs:
+        err_console.print(f"dry run: loading the data set {first.data.source} ({'; '.join(needs)}); no model "
+                          "weights are loaded and nothing is written", highlight=False, markup=False, soft_wrap=True)
+    extra = resolve_with_data(translation, first, output_dir, dry_run=dry_run)
     err_console.print(describe(translation, extra), highlight=False, markup=False, soft_wrap=True)
     # Overrides given as section.key=value win over what the flags and the data say.
     return load_recipe(name, [*translation.overrides, *extra, *overrides]), output_dir

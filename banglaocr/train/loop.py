@@ -96,28 +96,70 @@ BEST_STEP_FILE = "best_step.json"
 
 class TrainingInterrupted(Exception):
     """Raised after a SIGTERM/SIGINT (exit code 143/130) or at the time limit (exit code 0): a checkpoint
-    was saved; `--resume auto` continues."""
+    was saved; `continue_with` (in the message) is the command that continues the run. `main`: raised in the
+    main process (the one that says so; the others stop with the same exit code, silently)."""
 
-    def __init__(self, signal_name: str, step: int, checkpoint: Path, time_limit: str | None = None):
-        if time_limit is None:
-            message = (f"stopped by {signal_name} after step {step}; checkpoint saved to {checkpoint}; "
-                       "continue with --resume auto")
-        else:
-            message = (f"stopped before the {time_limit} after step {step}; checkpoint saved to {checkpoint}; "
-                       f"continue with: {resume_command()}")
-        super().__init__(message)
+    def __init__(self, signal_name: str, step: int, checkpoint: Path, time_limit: str | None = None,
+                 continue_with: str = "--resume auto", main: bool = True):
+        stopped = f"stopped by {signal_name}" if time_limit is None else f"stopped before the {time_limit}"
+        super().__init__(f"{stopped} after step {step}; checkpoint saved to {checkpoint}; continue with: "
+                         f"{continue_with}")
         self.signal_name = signal_name
+        self.main = main
         self.exit_code = 0 if time_limit is not None else 130 if signal_name == "SIGINT" else 143
 
 
-def resume_command() -> str:
-    """This process's own `banglaocr train ...` command line, with `--resume auto`."""
-    import shlex
+def resume_command(output_dir: Path, processes: int = 1, argv: list[str] | None = None,
+                   environ: dict | None = None) -> str:
+    """The shell command that continues the run in `output_dir`, complete: this process's own `banglaocr train`
+    command line when it is one (`--resume auto` in place of any `--resume`, no `--overwrite`, and the run
+    folder named when the command did not name it), else - a notebook, a script calling `run_training` - one
+    that trains the run's saved recipe. Under a multi-process launch, with accelerate's launcher in front.
 
-    args = [arg for arg in sys.argv[1:]]
-    if "--resume" not in args and not any(arg.startswith("--resume=") for arg in args):
-        args += ["--resume", "auto"]
-    return shlex.join(["banglaocr", *args])
+    >>> resume_command(Path("runs/x"), argv=["/venv/bin/banglaocr", "train", "-r", "cpu_demo", "--overwrite"],
+    ...                environ={})
+    '/venv/bin/banglaocr train -r cpu_demo --output-dir runs/x --resume auto'
+    >>> resume_command(Path("runs/x"), 2, argv=["ipykernel_launcher.py", "-f", "k.json"], environ={})
+    'accelerate launch --multi_gpu --num_processes 2 -m banglaocr train --recipe runs/x/recipe.yaml --output-dir runs/x --resume auto'
+    """
+    import os
+    import shlex
+    import shutil
+
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    launcher = Path(argv[0]) if argv else Path()
+    from_cli = len(argv) > 1 and argv[1] == "train" and (
+        launcher.name == "banglaocr" or (launcher.name == "__main__.py" and launcher.parent.name == "banglaocr"))
+    if from_cli:
+        args, rest = [], iter(argv[2:])
+        for arg in rest:
+            if arg == "--resume":
+                next(rest, None)
+            elif arg != "--overwrite" and not arg.startswith("--resume="):
+                args.append(arg)
+        if not any(arg in ("-o", "--output-dir", "--output_dir") or arg.startswith(("--output-dir=", "--output_dir="))
+                   or (arg.startswith("-o") and not arg.startswith("--")) for arg in args):
+            args += ["--output-dir", str(output_dir)]
+    else:
+        args = ["--recipe", str(Path(output_dir) / "recipe.yaml"), "--output-dir", str(output_dir)]
+    args += ["--resume", "auto"]
+    prefix = ""
+    if processes > 1:
+        program = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "-m", "banglaocr"]
+        if environ.get("ACCELERATE_USE_CPU"):
+            prefix = "ACCELERATE_USE_CPU=1 "  # an assignment for the shell: not quoted
+    elif from_cli and launcher.name == "banglaocr":
+        # The name alone where the shell finds this very program by it; else the path it was started by.
+        found = shutil.which("banglaocr")
+        program = ["banglaocr" if found and os.path.abspath(found) == os.path.abspath(launcher) else str(launcher)]
+    elif from_cli:
+        found = shutil.which("python")
+        python = "python" if found and os.path.abspath(found) == os.path.abspath(sys.executable) else sys.executable
+        program = [python, "-m", "banglaocr"]
+    else:
+        program = ["banglaocr"]
+    return prefix + shlex.join([*program, "train", *args])
 
 
 @dataclass
@@ -325,6 +367,9 @@ class TrainingRun:
         self._setup_accelerator()
         if self.main:  # marked and locked first: nothing is written into a folder that is not ours
             self.lock = claim_run_folder(self.output_dir, resuming=self.resume is not None, overwrite=self.overwrite)
+            if self.lock.restarted:
+                self.say(f"note: {self.output_dir} held a run that stopped before its first step (nothing trained, "
+                         "no checkpoint); starting it again")
         self.accelerator.wait_for_everyone()
         self.resume_from = ckpt.resolve_resume(self.resume, self.output_dir, self.say)
         if self.resume_from is not None:
@@ -612,7 +657,8 @@ class TrainingRun:
             path = self.save_checkpoint() if self.last_saved_step != self.state.step else \
                 self.output_dir / "checkpoints" / f"step-{self.state.step}"
             raise TrainingInterrupted(stop.received or "SIGTERM", self.state.step, path,
-                                      time_limit=None if stop_now else self.deadline_label)
+                                      time_limit=None if stop_now else self.deadline_label,
+                                      continue_with=resume_command(self.output_dir, self.world), main=self.main)
         if step_tokens == 0:
             raise UserError("a training step has no supervised tokens (every image unreadable?)")
         return step_tokens

@@ -7,6 +7,9 @@
 - A non-empty folder that is not a banglaocr run is refused (`--overwrite` writes into it anyway); a folder
   that holds only synthetic data rendered for the run (`synth-*/synth.json`) is not "non-empty";
   a finished or stopped run is continued with `--resume auto`, or replaced with `--overwrite`.
+- A run that failed before it trained - no checkpoint, no completed step, no final model (bad data, the hub
+  offline, a model that does not load) - is not a run to protect: the corrected command starts it again
+  without `--overwrite` (`failed_start`). Nothing of a run that completed a step is ever removed that way.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp()) / "run"
@@ -45,6 +48,7 @@ class RunFolderLock:
     def __init__(self, handle, path: Path):
         self._handle = handle
         self.path = Path(path)
+        self.restarted = False  # the folder held a run that failed before it trained (`failed_start`)
 
     def in_place(self) -> bool:
         """Whether the lock file we hold is still the one at its path: False once the run folder was removed,
@@ -78,8 +82,43 @@ def is_run_folder(folder: Path) -> bool:
     return (folder / RUN_FILE).is_file() or ((folder / "recipe.yaml").is_file() and (folder / "metrics.jsonl").is_file())
 
 
+def failed_start(folder: Path) -> bool:
+    """Whether the run in `folder` stopped before it trained: no checkpoint (not even one cut short), no
+    final/ or summary, no metrics row of a completed step, and a best/ (if any) of step 0 only - the starting
+    model scored by `eval.before_training`. What such a start wrote (`run.json`, `recipe.yaml`, an empty
+    log) can go: the same command makes it again. Anything unreadable counts as trained (never removed).
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "run.json").write_text("{}"); _ = (folder / "recipe.yaml").write_text("{}")
+    >>> failed_start(folder)
+    True
+    >>> _ = (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0, "lr": 0.001}\\n')
+    >>> failed_start(folder)
+    False
+    """
+    import json
+
+    checkpoints = folder / "checkpoints"
+    if checkpoints.exists() and (not checkpoints.is_dir() or any(checkpoints.iterdir())):
+        return False
+    if any((folder / name).exists() for name in ("final", "summary.json", "test_predictions.jsonl", "curves.png")):
+        return False
+    try:
+        if (folder / "best").exists():
+            if json.loads((folder / "best" / "best_step.json").read_text(encoding="utf-8")).get("step") != 0:
+                return False
+        metrics = folder / "metrics.jsonl"
+        lines = metrics.read_text(encoding="utf-8").splitlines() if metrics.exists() else []
+        return all(json.loads(line).get("step") == 0 for line in lines if line.strip())
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object: keep it
+        return False
+
+
 def claim_run_folder(folder: Path, resuming: bool, overwrite: bool) -> RunFolderLock:
-    """Create `folder` if needed, lock it, refuse what must not be overwritten, mark it as a run."""
+    """Create `folder` if needed, lock it, refuse what must not be overwritten, mark it as a run.
+    The lock's `restarted` says whether it held a run that had failed before it trained (`failed_start`),
+    whose files were removed to start it again."""
     folder = Path(folder)
     _create(folder)
     had_lock_file = (folder / LOCK_FILE).exists()
@@ -92,11 +131,15 @@ def claim_run_folder(folder: Path, resuming: bool, overwrite: bool) -> RunFolder
             shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
             raise UserError(f"{folder} is not empty and is not a banglaocr run folder (it holds {shown}); "
                             "choose a new --output-dir, or pass --overwrite to write into it anyway")
+        restarted = False
         if is_run_folder(folder) and not resuming:
-            if not overwrite:
+            restarted = failed_start(folder)
+            if not overwrite and not restarted:
                 raise UserError(f"{folder} already holds a training run; continue it with --resume auto, "
                                 "replace it with --overwrite, or choose another --output-dir")
             _remove_run_outputs(folder)
+            if restarted:  # the new start's own mark (its command and time)
+                (folder / RUN_FILE).unlink(missing_ok=True)
         if not (folder / RUN_FILE).is_file():
             write_json(folder / RUN_FILE, {"tool": "banglaocr", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                            "command": sys.argv})
@@ -108,6 +151,7 @@ def claim_run_folder(folder: Path, resuming: bool, overwrite: bool) -> RunFolder
         if not had_lock_file:  # a refused folder is left exactly as it was
             (folder / LOCK_FILE).unlink(missing_ok=True)
         raise
+    lock.restarted = restarted
     return lock
 
 
