@@ -136,13 +136,20 @@ def render_bar(width: int, time_limited: bool = False) -> str:
 
 
 def test_the_live_bar_shows_what_fits_on_one_line():
+    """Every width shows step, loss, lr, samples/s, val CER, elapsed and ETA on one line, nothing cut off: at 80
+    columns abbreviated (`25.5/s`, `CER`, elapsed<ETA), spelled out from about 105, health fields from 145."""
     for width in (80, 110, 150, 200):
         for time_limited in (False, True):
             text = render_bar(width, time_limited)
             assert text.count("\n") == 1 and "…" not in text, (width, time_limited, text)
-            assert "1200/8000" in text and "loss 0.5829" in text and "val CER 0.225" in text and "ETA" in text
-    assert "samples/s" not in render_bar(80) and "samples/s" in render_bar(110)
-    assert "grad" not in render_bar(110)
+            assert len(text.rstrip("\n")) <= width, (width, time_limited, text)
+            for shown in ("1200/8000", "loss 0.5829", "lr 1.83e-03", "25.5", "CER 0.225", "0:00:00"):
+                assert shown in text, (width, time_limited, shown, text)
+            assert re.search(r"25\.5(/s| samples/s)", text) and re.search(r"0:00:00(<| ETA )-:--:--", text), text
+            assert ("left 11:20:00" in text) == time_limited
+    narrow = render_bar(80)
+    assert "25.5/s" in narrow and "0:00:00<-:--:--" in narrow and "━" in narrow  # and a short bar
+    assert "lr 1.83e-03  25.5 samples/s  val CER 0.225" in render_bar(110) and "grad" not in render_bar(110)
     wide = render_bar(150)
     assert "lr 1.83e-03  25.5 samples/s" in wide and "grad 3.41e+00  scale 65536  skipped 12" in wide
 

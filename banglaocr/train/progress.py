@@ -32,6 +32,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     Task,
     TaskID,
     TextColumn,
@@ -39,6 +40,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Column, Table
+from rich.text import Text
 
 
 class MetricsLog:
@@ -189,27 +191,44 @@ def plain_line(task: Task) -> str:
     return "  ".join(parts)
 
 
+_FULL = "loss {loss}  lr {lr}  {speed} samples/s  val CER {val_cer}"
 LAYOUTS = (
-    ("loss {task.fields[loss]}  val CER {task.fields[val_cer]}",),
-    ("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s  val CER {task.fields[val_cer]}",
-     "elapsed"),
-    ("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s  val CER {task.fields[val_cer]}",
-     "grad {task.fields[grad_norm]}  scale {task.fields[scale]}  skipped {task.fields[skipped]}", "elapsed"),
+    ("step", "loss {loss} lr {lr} {speed}/s CER {val_cer}", "elapsed<eta"),
+    ("step", "short bar", "loss {loss}  lr {lr}  {speed}/s  CER {val_cer}", "elapsed<eta"),
+    ("train", "step", "bar", _FULL, "elapsed", "ETA", "eta"),
+    ("train", "step", "bar", _FULL, "grad {grad_norm}  scale {scale}  skipped {skipped}", "elapsed", "ETA", "eta"),
 )
-"""What the live bar shows beside step x/total, the bar and the ETA, narrowest first: loss and val CER (80
-columns); + lr, samples/s, elapsed time (about 105); + grad_norm, loss scale, skipped steps (about 145)."""
+"""What the live bar shows, narrowest first (each column a name below or a template of the task's fields).
+Every layout has step x/total, loss, lr, samples/s, the last val CER, the elapsed time and the ETA; at 80
+columns they are abbreviated (`25.5/s`, `CER`, `0:05:12<1:23:45` = elapsed<ETA) and the bar is short or
+gone (with a time limit); from about 105 columns they are spelled out beside a full bar; from about 145
+grad_norm, the loss scale and skipped steps join them. The time left before `train.time_limit` comes last
+when there is one."""
 
 _TYPICAL = {"loss": "0.5829", "lr": "1.83e-03", "speed": "25.5", "val_cer": "0.225", "grad_norm": "3.41e+00",
             "scale": "65536", "skipped": "12", "left": "11:20:00"}
-_MIN_BAR = 10
+_TYPICAL_TEXT = {"train": "train", "step": "1200/8000", "short bar": "-" * 8, "bar": "-" * 10, "elapsed": "0:00:00",
+                 "ETA": "ETA", "eta": "0:00:00", "elapsed<eta": "0:00:00<0:00:00", "left": "left 11:20:00"}
+"""What each column takes with typical values (a full bar at its narrowest) - to choose the layout that fits."""
 
 
 def _layout_width(parts: tuple[str, ...], time_limited: bool) -> int:
-    """Columns a layout needs with typical values, a 10-character bar and a 4-digit step count."""
-    texts = [part.replace("{task.fields[", "{").replace("]}", "}").format(**_TYPICAL) if part != "elapsed"
-             else "0:00:00" for part in parts]
-    texts += ["train", "1200/8000", "-" * _MIN_BAR, "ETA", "0:00:00"] + (["left 11:20:00"] if time_limited else [])
-    return sum(len(text) + 1 for text in texts)
+    """Columns a layout takes with typical values and a 4-digit step count (one space between columns)."""
+    texts = [_TYPICAL_TEXT.get(part) or part.format(**_TYPICAL) for part in parts]
+    texts += [_TYPICAL_TEXT["left"]] if time_limited else []
+    return sum(len(text) for text in texts) + len(texts) - 1
+
+
+class ElapsedAndRemainingColumn(ProgressColumn):
+    """`0:05:12<1:23:45`: the elapsed time and the ETA in one column (as tqdm writes them), for narrow lines."""
+
+    def render(self, task: Task) -> Text:
+        from banglaocr.clock import format_duration
+
+        remaining = task.time_remaining
+        shown = format_duration(remaining) if remaining is not None and not task.finished else (
+            "0:00:00" if task.finished else "-:--:--")
+        return Text(f"{format_duration(task.elapsed or 0.0)}<{shown}", style="progress.remaining")
 
 
 def make_progress(console: Console, time_limited: bool = False, every_steps: int | None = None,
@@ -229,9 +248,8 @@ def make_progress(console: Console, time_limited: bool = False, every_steps: int
 
 
 def live_bar(console: Console, time_limited: bool = False) -> Progress:
-    """The live bar: step x/total, loss, last val CER and a smoothed ETA always (they fit 80 columns); lr,
-    samples/s and the elapsed time where they fit; then grad_norm, the loss scale and skipped steps
-    (`LAYOUTS`); the time left before `train.time_limit` when there is one.
+    """The live bar: the widest of `LAYOUTS` that fits the console (step x/total, loss, lr, samples/s, val CER,
+    elapsed time and ETA in every one), with the time left before `train.time_limit` when there is one.
 
     >>> import io
     >>> console = Console(file=io.StringIO(), width=80, force_terminal=True)
@@ -239,22 +257,36 @@ def live_bar(console: Console, time_limited: bool = False) -> Progress:
     >>> _ = progress.add_task("train", total=800, completed=120, loss="0.5829", lr="1.83e-03", speed="5.5",
     ...                       val_cer="0.225", left="")
     >>> line = progress.get_renderable(); console.print(line); text = console.file.getvalue()
-    >>> all(part in text for part in ("120/800", "loss 0.5829", "val CER 0.225", "ETA"))
+    >>> all(part in text for part in ("120/800", "loss 0.5829", "lr 1.83e-03", "5.5/s", "CER 0.225", "0:00:00<"))
     True
     """
     fitting = [parts for parts in LAYOUTS if _layout_width(parts, time_limited) <= console.width]
     parts = fitting[-1] if fitting else LAYOUTS[0]
 
     def text(template: str) -> TextColumn:  # cut, never wrapped onto a second line
-        return TextColumn(template, table_column=Column(no_wrap=True))
+        return TextColumn(template.replace("{", "{task.fields[").replace("}", "]}"), table_column=Column(no_wrap=True))
 
-    columns = [text("[bold]train[/]"), MofNCompleteColumn(table_column=Column(no_wrap=True)),
-               BarColumn(bar_width=None if len(parts) > 1 else 12)]
-    columns += [TimeElapsedColumn(table_column=Column(no_wrap=True)) if part == "elapsed" else text(part)
-                for part in parts]
-    columns += [text("ETA"), TimeRemainingColumn(table_column=Column(no_wrap=True))]
+    def column(part: str) -> ProgressColumn:
+        fixed = Column(no_wrap=True)
+        if part == "train":
+            return TextColumn("[bold]train[/]", table_column=fixed)
+        if part == "step":
+            return MofNCompleteColumn(table_column=fixed)
+        if part in ("bar", "short bar"):
+            return BarColumn(bar_width=None if part == "bar" else len(_TYPICAL_TEXT[part]))
+        if part == "elapsed":
+            return TimeElapsedColumn(table_column=fixed)
+        if part == "ETA":
+            return TextColumn("ETA", table_column=fixed)
+        if part == "eta":
+            return TimeRemainingColumn(table_column=fixed)
+        if part == "elapsed<eta":
+            return ElapsedAndRemainingColumn(table_column=fixed)
+        return text(part)
+
+    columns = [column(part) for part in parts]
     if time_limited:
-        columns.append(text("left {task.fields[left]}"))
+        columns.append(text("left {left}"))
     return TrainProgress(*columns, console=console, transient=False, speed_estimate_period=SPEED_PERIOD_S)
 
 
