@@ -108,3 +108,49 @@ def test_examples_name_the_readme_run_folder():
         for folder in re.findall(r"runs/([\w.-]+)", _help(name, "--help")):
             assert folder in ("cpu_demo", "kaggle_t4x2"), f"{name} --help names runs/{folder}"
     assert "runs/cpu_demo/test_predictions.jsonl" in _help("confusion-report", "--help")
+
+
+NARROW = {"COLUMNS": "80"}
+
+
+def _description_paragraphs(output: str) -> list[list[str]]:
+    """The paragraphs of a help's description (between the usage line and the first panel), as their lines."""
+    lines = output.splitlines()
+    start = next(index for index, line in enumerate(lines) if "Usage:" in line) + 1
+    end = next((index for index, line in enumerate(lines) if line.startswith("╭")), len(lines))
+    paragraphs, current = [], []
+    for line in lines[start:end] + [""]:
+        if line.strip():
+            current.append(line.strip())
+        elif current:
+            paragraphs.append(current)
+            current = []
+    return paragraphs
+
+
+@pytest.mark.parametrize("name", ["", *(name for name, _ in COMMANDS)])
+def test_help_at_80_columns_fits_and_wraps_whole_paragraphs(name):
+    """No line wider than 80 terminal cells; inside a paragraph of the description no line is short (under half
+    the width) - a sentence broken by the source's own line breaks would leave one ("contrast, JPEG)," alone)."""
+    from wcwidth import wcswidth
+
+    result = runner.invoke(app, [*([name] if name else []), "--help"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    for line in result.output.splitlines():
+        assert wcswidth(line) <= 80, f"{name}: {wcswidth(line)} cells: {line!r}"
+    for paragraph in _description_paragraphs(result.output):
+        for line in paragraph[:-1]:  # the last line of a paragraph may be short
+            assert len(line) >= 40, f"{name}: a short line inside a paragraph: {line!r} in {paragraph}"
+        # An example is a paragraph of its own (joined to the next one it would read as one command line).
+        examples = re.findall(r"(?<!-m )\bbanglaocr (?=[a-z])", " ".join(paragraph))
+        assert len(examples) <= 1, f"{name}: two examples in one paragraph: {paragraph}"
+
+
+def test_multi_process_examples_say_multi_gpu():
+    """accelerate launch starts several processes as DDP only with --multi_gpu (or a config file)."""
+    for name in ["", *(name for name, _ in COMMANDS)]:
+        text = " ".join(_help(*([name] if name else []), "--help").split())
+        for launch in re.findall(r"accelerate launch .*?-m banglaocr", text):
+            processes = re.search(r"--num_processes (\d+)", launch)
+            if processes and int(processes.group(1)) > 1:
+                assert "--multi_gpu" in launch or "--config_file" in launch, f"{name}: {launch}"

@@ -5,7 +5,10 @@
 - every value shows an upper-case metavar (`FILE`, `DIR`, `PATH`, `NAME`, `MODEL`, `N` for whole
   numbers, `X` for numbers, `TEXT`), and an option with a fixed set of values lists them instead
   (`one_of(...)`: `[text|jsonl|csv]`);
-- usage lines name arguments the same way: `PREDICTIONS`, `INPUT...`, `[KEY=VALUE]...`.
+- usage lines name arguments the same way: `PREDICTIONS`, `INPUT...`, `[KEY=VALUE]...`;
+- a docstring is read as paragraphs (`reflowed`): the line breaks of the source are not the help's, each
+  paragraph is wrapped to the terminal as a whole (no short line in its middle at 80 columns); an example
+  is a paragraph of its own. A paragraph that starts with a `\\b` line keeps its lines (click's convention).
 
 Declarations give their metavar (`typer.Option(..., metavar="DIR")`). `HelpCommand` and
 `HelpGroup`, handed to Typer as `cls`, draw the rest the same way: Typer would show its own type
@@ -17,6 +20,7 @@ names (`<bool>`, `<path>`, `<list[str]>`) and braces around required arguments (
 
 from __future__ import annotations
 
+import inspect
 import typing
 from pathlib import Path
 
@@ -34,6 +38,25 @@ def one_of(choices) -> str:
     """
     values = typing.get_args(choices) or tuple(choices)
     return "[" + "|".join(str(value) for value in values) + "]"
+
+
+def reflowed(help_text: str | None) -> str | None:
+    """`help_text` with the lines of each paragraph joined, so the terminal wraps a paragraph as one (the
+    source's line breaks would otherwise stay and rich would fold each line again: a ragged right edge).
+
+    >>> reflowed("Summary line.\\n\\n    One sentence\\n    across lines.\\n\\n    \\b\\n    kept\\n    as is\\n")
+    'Summary line.\\n\\nOne sentence across lines.\\n\\nkept\\nas is'
+    """
+    if help_text is None:
+        return None
+    paragraphs = []
+    for paragraph in inspect.cleandoc(help_text).split("\n\n"):
+        lines = [line.strip() for line in paragraph.strip("\n").splitlines()]
+        if lines and lines[0] == "\b":
+            paragraphs.append("\n".join(lines[1:]))
+        elif lines:
+            paragraphs.append(" ".join(line for line in lines if line))
+    return "\n\n".join(paragraphs)
 
 
 def _fallback_metavar(param) -> str | None:
@@ -83,6 +106,9 @@ def usage_pieces(command, ctx) -> list[str]:
 class HelpCommand(TyperCommand):
     """A command whose help follows the conventions above (pass as `app.command(cls=HelpCommand)`)."""
 
+    def __init__(self, *args, help: str | None = None, **kwargs):  # noqa: A002 (click's name)
+        super().__init__(*args, help=reflowed(help), **kwargs)
+
     def get_params(self, ctx):
         return conventional(super().get_params(ctx))
 
@@ -92,6 +118,9 @@ class HelpCommand(TyperCommand):
 
 class HelpGroup(TyperGroup):
     """The app itself, with the same conventions (pass as `typer.Typer(cls=HelpGroup)`)."""
+
+    def __init__(self, *args, help: str | None = None, **kwargs):  # noqa: A002 (click's name)
+        super().__init__(*args, help=reflowed(help), **kwargs)
 
     def get_params(self, ctx):
         return conventional(super().get_params(ctx))
