@@ -315,8 +315,11 @@ class DataConfig:
 
     source: str
     """`synth` (render on first use), a hub data set id, a local imagefolder (metadata.jsonl or .csv per split
-    folder or at its root), a folder written by `datasets`' `save_to_disk`, or a .jsonl / .csv manifest
-    with image paths and text."""
+    folder or at its root; or one .csv / .jsonl table of image names and text at its root or in `labels/`), a
+    folder written by `datasets`' `save_to_disk`, a .jsonl / .csv manifest with image paths and text, or a
+    public data set's folder as it is unpacked: BN-HTRd (document folders `N/` with `N.xlsx` and `Words/`) or
+    BanglaWriting (page images with a LabelMe JSON beside each) - recognised, or named `bn-htrd:PATH` /
+    `banglawriting:PATH`."""
     config_name: str | None = None
     """Hub data set configuration name."""
     split: str = "train"
@@ -325,10 +328,12 @@ class DataConfig:
     """Split to validate on; null = carve `val_fraction` out of `split` (seeded)."""
     test_split: str | None = None
     """Split to test on; null = carve `test_fraction` out of `split` (seeded)."""
-    image_column: str = "image"
-    """Column holding the image (or its path)."""
-    text_column: str = "text"
-    """Column holding the transcription."""
+    image_column: str | None = None
+    """Column holding the image (or its path); null = the one column with a common name: file_name, filename,
+    image, image_id, path or file (any case). Two such columns are an error that names them."""
+    text_column: str | None = None
+    """Column holding the transcription; null = the one column named text, label, word or transcription (any
+    case). Two such columns are an error that names them."""
     class_column: str | None = "class"
     """Column holding the sample class (e.g. word / character); ignored when absent from the data."""
     classes: list[str] | None = None
@@ -341,6 +346,14 @@ class DataConfig:
     """Fraction held out for testing when the source has no test split."""
     split_seed: int = 42
     """Seed of the train/val/test split and of `samples_per_class` sampling."""
+    split_by: Literal["writer", "page", "sample"] | None = None
+    """What the carved-out val/test splits are made of: whole writers, whole pages or single samples, so that
+    no writer (page) is in two splits. Writers and pages come from the BN-HTRd and BanglaWriting layouts, or
+    from a `writer` / `page` column of a table. null = `writer` for those layouts, `sample` otherwise."""
+    writer_pattern: str = "^[^_]+"
+    """BanglaWriting: a regular expression whose first match in a page's file name (without its extension)
+    names the page's writer - its first group if it has one. The default takes the part before the first
+    underscore (pages are named `WRITER_AGE_GENDER.jpg`); a name it does not match is its own writer."""
     prompt: str = "Read the handwritten Bangla word."
     """The instruction given with every image. Keep it short: its tokens are in every training
     sequence (a 40-token Bangla sentence made each Qwen3-VL-2B step ~2x slower than this one)."""
@@ -369,6 +382,12 @@ class DataConfig:
         _check(self.samples_per_class == "all" or self.samples_per_class > 0, "samples_per_class",
                "must be > 0 or 'all'")
         _check(self.num_workers >= 0, "num_workers", "must be >= 0")
+        _check(self.image_column is None or bool(self.image_column.strip()), "image_column", "must not be empty")
+        _check(self.text_column is None or bool(self.text_column.strip()), "text_column", "must not be empty")
+        try:
+            re.compile(self.writer_pattern)
+        except re.error as err:
+            raise _FieldError("writer_pattern", f"is not a regular expression ({err})") from None
         if self.curriculum is not None:
             _check(len(self.curriculum) > 0, "curriculum", "must hold at least one stage (null = no curriculum)")
             # A stage that never advances makes every later stage unreachable: say so now rather than

@@ -13,10 +13,12 @@ False
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 PROBE_TIMEOUT_S = 4.0
@@ -79,3 +81,25 @@ def cached(repo_id: str, repo_type: str = "model", revision: str | None = None) 
     folder = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "snapshots"
     datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE", Path(constants.HF_HOME) / "datasets"))
     return (folder.is_dir() and any(folder.iterdir())) or (datasets_cache / repo_id.replace("/", "___")).is_dir()
+
+
+@contextlib.contextmanager
+def cache_only(active: bool = True) -> Iterator[None]:
+    """Within the block (when `active`), huggingface_hub and datasets read the local cache without asking the
+    hub, as under HF_HUB_OFFLINE=1. Both libraries read that variable once, when they are imported, into a
+    module constant (`huggingface_hub.constants.HF_HUB_OFFLINE`, `datasets.config.HF_HUB_OFFLINE`), so
+    setting the variable now would change nothing: the constants are switched for the block instead."""
+    if not active:
+        yield
+        return
+    from huggingface_hub import constants
+
+    modules = [constants] + [sys.modules[name] for name in ("datasets.config",) if name in sys.modules]
+    before = [module.HF_HUB_OFFLINE for module in modules]
+    for module in modules:
+        module.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for module, value in zip(modules, before):
+            module.HF_HUB_OFFLINE = value

@@ -221,11 +221,12 @@ def test_train_on_a_test_only_folder_is_one_line_exit_2(corpus, tmp_path):
 
 def test_manifest_without_a_label_column_is_one_line_exit_2(tmp_path):
     manifest = tmp_path / "words.jsonl"
-    manifest.write_text('{"image": "a.png", "label": "কলম"}\n', encoding="utf-8")
+    manifest.write_text('{"image": "a.png", "caption": "কলম"}\n', encoding="utf-8")  # no common name of a label
     result = invoke("eval", "--model", "tiny", "--dataset", str(manifest), "--out", str(tmp_path / "e"))
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0
-    assert "no 'text' column (columns: image, label); set data.text_column" in result.output
+    assert ("no transcription column (looked for text, label, word, transcription; columns: image, caption); "
+            "set data.text_column=NAME") in result.output
 
 
 # --------------------------------------------------------------------------- outputs that cannot be written

@@ -97,8 +97,10 @@ def test_manifest_jsonl_and_csv(tmp_path):
     csv_splits = load_splits(DataConfig(source=str(tmp_path / "m.csv"), image_column="path", text_column="label",
                                         val_fraction=0, test_fraction=0))
     assert [r.text for r in csv_splits.train] == WORDS[:6]
-    with pytest.raises(UserError, match="no 'text' column"):
-        load_splits(DataConfig(source=str(tmp_path / "m.csv"), image_column="path"))
+    recognised = load_splits(DataConfig(source=str(tmp_path / "m.csv"), val_fraction=0, test_fraction=0))
+    assert [(r.id, r.text) for r in recognised.train] == [(f"img/{i}.png", w) for i, w in enumerate(WORDS[:6])]
+    with pytest.raises(UserError, match=r"m.csv: no 'caption' column \(columns: path, label\); set data.text_column"):
+        load_splits(DataConfig(source=str(tmp_path / "m.csv"), text_column="caption"))
 
 
 def test_bad_manifest_lines_are_counted_a_file_without_rows_is_one_error(tmp_path):
@@ -139,8 +141,8 @@ def test_a_column_missing_from_some_rows_skips_them_from_all_is_one_error(tmp_pa
     splits = load_splits(DataConfig(source=str(tmp_path / "m.jsonl"), val_fraction=0, test_fraction=0))
     assert len(splits.train) == 1 and splits.skipped.counts == {"empty label": 1}
     (tmp_path / "n.jsonl").write_text('{"picture": "a.png", "text": "ক"}\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"no image column \(looked for image, file_name, path, file; columns: "
-                                        r"picture, text\); set data.image_column"):
+    with pytest.raises(UserError, match=r"n.jsonl: no image column \(looked for file_name, filename, image, image_id, "
+                                        r"path, file; columns: picture, text\); set data.image_column=NAME"):
         load_splits(DataConfig(source=str(tmp_path / "n.jsonl")))
 
 

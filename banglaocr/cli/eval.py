@@ -5,7 +5,10 @@ Data: `--dataset D` loads D like `data.source` does with the default split setti
 split still gets a seeded test split - the same 5% a training run with default data settings
 held out and never trained on. `--split all` evaluates every sample of the source. `--recipe R`
 uses R's data section instead (class filter, split settings; `source: synth` is rendered on
-first use, and a run's own recipe.yaml finds the images rendered beside it).
+first use, and a run's own recipe.yaml finds the images rendered beside it). `section.key=value`
+arguments override keys of the data and eval sections as `train`'s do (`data.text_column=label`,
+`data.split_by=writer`, `eval.batch_size=8`; `cli.overrides`); `data.image.*`, `data.prompt` and
+`eval.max_new_tokens` also change how the model reads, on top of its own settings.
 
 Output: `predictions.jsonl` (`id` - the file name for image folders -, `reference`,
 `prediction`, `cer` per sample) and `summary.json` in `--out`. The default is `eval-<split>`
@@ -55,6 +58,11 @@ ImageOption = Annotated[
                  help="Read at this image budget (repeat: --image height=64 --image max_width=512; keys of "
                       "a recipe's data.image), whatever the model's own settings."),
 ]
+OverridesArgument = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="KEY=VALUE...", help="Recipe overrides of the data and eval sections, as train takes "
+                                                "them: data.text_column=label data.split_by=writer eval.batch_size=8."),
+]
 WORST = 10  # worst samples shown after the summary table
 
 
@@ -76,23 +84,27 @@ def default_out_dir(model: str, adapter: str | None, split: str) -> Path:
     return Path(name)
 
 
-def _data_config(dataset: str | None, recipe: Path | None, classes: list[str] | None = None):
-    """The data section to evaluate on, and (for --recipe) the recipe's eval section."""
+def _data_config(dataset: str | None, recipe: Path | None, classes: list[str] | None = None,
+                 overrides: list[str] | None = None):
+    """The data section to evaluate on and the eval section (--recipe's, or the defaults), with the `data.*`
+    and `eval.*` overrides on top."""
+    from banglaocr.cli.overrides import EVAL_SECTIONS, check_overrides, reading_recipe
     from banglaocr.errors import UserError
 
     if (dataset is None) == (recipe is None):
         raise UserError("give exactly one of --dataset or --recipe")
+    overrides = overrides or []
+    check_overrides(overrides, EVAL_SECTIONS, "eval")
     if dataset is not None:
-        from banglaocr.config import DataConfig
-
         # The same class filter as the training recipe gives the same seeded test split it held out.
-        return DataConfig(source=dataset, classes=classes or None), None
+        loaded = reading_recipe({"source": dataset, "classes": classes or None}, overrides)
+        return loaded.data, loaded.eval
     if classes:
         raise UserError("--classes goes with --dataset (a recipe names its own data.classes)")
     from banglaocr.config import load_recipe, resolve_recipe_path
     from banglaocr.data.sources import resolve_source, synth_dir
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, overrides)
     # A run folder's recipe.yaml: its synthetic images were rendered beside it (train -o may
     # differ from the train.output_dir the recipe names).
     beside = resolve_recipe_path(recipe).parent
@@ -100,9 +112,11 @@ def _data_config(dataset: str | None, recipe: Path | None, classes: list[str] | 
     return resolve_source(loaded.data, work_dir), loaded.eval
 
 
-def reading_settings(settings, data_cfg, eval_cfg, recipe: Path | None, image: list[str] | None):
+def reading_settings(settings, data_cfg, eval_cfg, recipe: Path | None, image: list[str] | None,
+                     overrides: list[str] | None = None):
     """The `ReadSettings` to evaluate with: the model's own (`infer.read_settings`), the recipe's budget for
-    a model without banglaocr.json when `--recipe` is given, and `--image` overrides on top.
+    a model without banglaocr.json when `--recipe` is given, and `--image` and the reading overrides
+    (`data.image.*`, `data.prompt`, `eval.max_new_tokens`: `overrides.with_reading_overrides`) on top.
 
     >>> from banglaocr.config import DataConfig
     >>> from banglaocr.infer import read_settings
@@ -124,17 +138,26 @@ def reading_settings(settings, data_cfg, eval_cfg, recipe: Path | None, image: l
         raw = {"model": {"name_or_path": "-"}, "data": {"source": "-", "image": dataclasses.asdict(base)}}
         built = recipe_from_dict(raw, [f"data.image.{item}" for item in image]).data.image
         settings = dataclasses.replace(settings, image=built, origin=f"{settings.origin} with --image {' '.join(image)}")
-    return settings
+    from banglaocr.cli.overrides import with_reading_overrides
+
+    return with_reading_overrides(settings, overrides or [])
 
 
-def _records(splits, split: str) -> list:
+def _records(splits, split: str, max_samples: int | None = None) -> list:
+    """The first `max_samples` records of `split`; a split without any is a `UserError` that says why (a few
+    rows with nothing held out: `--split all`)."""
     from banglaocr.errors import UserError
 
     if split not in SPLIT_CHOICES:
         raise UserError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     if split == "all":  # a test-only folder has no train split: all = what there is
-        return splits.train_records + splits.val + splits.test
-    return splits.split(split)
+        records = splits.train_records + splits.val + splits.test
+    else:
+        records = splits.split(split)
+    if not records:
+        raise UserError(splits.why_empty(split) if split != "all" else
+                        f"{splits.source} holds no usable sample ({splits.skipped.summary()})")
+    return records[:max_samples]
 
 
 def evaluate(model: str, adapter: str | None, records: list, settings, batch_size: int, num_beams: int,
@@ -178,6 +201,7 @@ def evaluate(model: str, adapter: str | None, records: list, settings, batch_siz
 
 def eval_command(
     model: ModelOption,
+    overrides: OverridesArgument = None,
     adapter: AdapterOption = None,
     dataset: Annotated[
         str | None, typer.Option("--dataset", "-d", metavar="DATA", help="Data set: local folder, manifest or hub id.")
@@ -218,26 +242,21 @@ def eval_command(
     """Evaluate a model on a labelled split by real generation: CER, WER, grapheme error rate, exact match.
 
     Example: banglaocr eval --model runs/cpu_demo --recipe runs/cpu_demo/recipe.yaml
-
     Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle_t4x2/best --dataset swapnillo/BN-HTR-Handwritten-Dataset --classes word
-
     A base read by its own preprocessing (no banglaocr.json): banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --dataset my_words/
     """
     with user_errors():
         from banglaocr.data.sources import load_splits
-        from banglaocr.errors import UserError
         from banglaocr.infer import read_settings, resolve_model
 
         model, adapter = expand_home(model, "--model"), adapter and expand_home(adapter, "--adapter")
         out_dir = _claim_out_dir(out, model, adapter, split, overwrite)
-        data_cfg, eval_cfg = _data_config(dataset, recipe, classes)
-        settings = reading_settings(read_settings(model, adapter), data_cfg, eval_cfg, recipe, image)
+        data_cfg, eval_cfg = _data_config(dataset, recipe, classes, overrides)
+        settings = reading_settings(read_settings(model, adapter), data_cfg, eval_cfg, recipe, image, overrides)
         splits = load_splits(data_cfg)
-        records = _records(splits, split)[:max_samples]
-        if not records:
-            raise UserError(f"split '{split}' of {data_cfg.source} is empty")
-        batch_size = batch_size or (eval_cfg.batch_size if eval_cfg else 16)
-        num_beams = num_beams or (eval_cfg.num_beams if eval_cfg else 1)
+        records = _records(splits, split, max_samples)
+        batch_size = batch_size or eval_cfg.batch_size
+        num_beams = num_beams or eval_cfg.num_beams
         scores, rows, unreadable = evaluate(model, adapter, records, settings, batch_size, num_beams, precision,
                                             device, show_progress=len(records) > batch_size)
         summary = {"model": model, "model_folder": resolve_model(model), "adapter": adapter,

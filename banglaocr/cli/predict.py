@@ -41,6 +41,7 @@ from banglaocr.cli.common import (AdapterOption, BatchSizeOption, DeviceOption, 
                                   OverwriteOption, PrecisionOption, check_writable, err_console, launched_processes,
                                   leave_launched_processes, load_quietly, progress_bar, user_errors)
 from banglaocr.cli.conventions import one_of
+from banglaocr.cli.overrides import split_inputs, with_reading_overrides
 from banglaocr.cli.predict_output import (CSV_COLUMNS, FORMATS, OutputPlan, format_row, marker_record, open_rows,
                                          plan_output, reader_record, resume_plan)
 
@@ -166,10 +167,13 @@ def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: 
 
 
 def predict(
+    ctx: typer.Context,
     model: ModelOption,
     inputs: Annotated[
         list[str], typer.Argument(metavar="INPUT...",
-                                  help="Image files, folders, glob patterns, or - (paths on stdin).")
+                                  help="Image files, folders, glob patterns, or - (paths on stdin); and recipe "
+                                       "overrides of how images are read, as train takes them: data.image.height=64 "
+                                       "data.prompt=... eval.max_new_tokens=40 eval.num_beams=2.")
     ],
     adapter: AdapterOption = None,
     out: Annotated[
@@ -198,13 +202,10 @@ def predict(
     """Read word images with a trained model: one row per image, in input order.
 
     Example: banglaocr predict --model tiny examples/words/*.png
-
     Or: banglaocr predict --model runs/cpu_demo scans/ extra/*.png --format jsonl --out predictions.jsonl
-
     Paths on stdin: find scans -name '*.png' | banglaocr predict --model runs/cpu_demo -
-
-    Millions of scans, 4 GPUs, resumable: accelerate launch --multi_gpu --num_processes 4 -m banglaocr
-    predict --model runs/kaggle_t4x2 scans/ --out rows.jsonl --resume
+    Millions of scans, 4 GPUs, resumable: accelerate launch --num_processes 4 -m banglaocr predict --model
+    runs/kaggle_t4x2 scans/ --out rows.jsonl --resume
     """
     with user_errors():
         from banglaocr.files import expand_home
@@ -213,16 +214,18 @@ def predict(
         output_format = _choose_format(fmt, out)
         _check_flags(out, resume, overwrite)
         out = expand_home(out, "--out") if out is not None else None
+        inputs, overrides, batch_size, num_beams = _split_overrides(ctx, inputs, batch_size, num_beams)
         pairs = expand_inputs(inputs, stdin_names(_read_stdin()) if "-" in inputs else None)
         rank, world, launched_device = launched_processes()
         device = device or launched_device
         plan = _plan(out, output_format, resume, overwrite,
-                     lambda: _reader(model, adapter, num_beams, precision, device), rank, world)
+                     lambda: _reader(model, adapter, num_beams, precision, device, overrides), rank, world)
         todo, skip = resume_plan(pairs, plan.existing.files, chunk_size)
         loaded, settings = load_quietly(model, adapter, precision, device)
+        settings = with_reading_overrides(settings, overrides)
         marker = None
         if out is not None and rank == 0 and plan.state not in ("stdout", "stream"):
-            marker = marker_record(output_format, _reader(model, adapter, num_beams, precision, device),
+            marker = marker_record(output_format, _reader(model, adapter, num_beams, precision, device, overrides),
                                    {"batch_size": batch_size, "chunk_size": chunk_size})
         counts = _write_rows(loaded, settings, todo, skip, (out, plan, marker), output_format,
                              (batch_size, num_beams, chunk_size), rank, world)
@@ -239,10 +242,37 @@ def _check_flags(out: Path | None, resume: bool, overwrite: bool) -> None:
         raise UserError("--resume keeps the rows in --out and --overwrite replaces them: give one of the two")
 
 
-def _reader(model: str, adapter: str | None, num_beams: int, precision: str, device: str | None) -> dict:
+def _split_overrides(ctx: typer.Context, inputs: list[str], batch_size: int,
+                     num_beams: int) -> tuple[list[str], list[str], int, int]:
+    """(inputs, reading overrides, batch size, beams): the `section.key=value` arguments taken out of the
+    inputs (`overrides.split_inputs`); `eval.batch_size` / `eval.num_beams` count where --batch-size /
+    --num-beams are not given."""
+    from click.core import ParameterSource
+
+    from banglaocr.cli.overrides import READING_KEYS, check_overrides, reading_recipe
+
+    inputs, overrides = split_inputs(inputs)
+    check_overrides(overrides, READING_KEYS, "predict")
+    if not inputs:
+        from banglaocr.errors import UserError
+
+        raise UserError("give at least one image, folder, pattern or - (overrides alone read nothing)")
+    read = reading_recipe({"source": "-"}, [item for item in overrides if item.startswith("eval.")]).eval
+
+    def chosen(name: str, option: int) -> int:
+        overridden = any(item.startswith(f"eval.{name}=") for item in overrides)
+        given = ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        return getattr(read, name) if overridden and not given else option
+
+    return inputs, overrides, chosen("batch_size", batch_size), chosen("num_beams", num_beams)
+
+
+def _reader(model: str, adapter: str | None, num_beams: int, precision: str, device: str | None,
+            overrides: list[str] | None = None) -> dict:
     from banglaocr.infer import read_settings
 
-    return reader_record(model, adapter, read_settings(model, adapter), num_beams, precision, device)
+    settings = with_reading_overrides(read_settings(model, adapter), overrides or [])
+    return reader_record(model, adapter, settings, num_beams, precision, device)
 
 
 def _plan(out: Path | None, fmt: str, resume: bool, overwrite: bool, reader, rank: int, world: int) -> OutputPlan:
