@@ -242,7 +242,9 @@ def eval_command(
     """Evaluate a model on a labelled split by real generation: CER, WER, grapheme error rate, exact match.
 
     Example: banglaocr eval --model runs/cpu_demo --recipe runs/cpu_demo/recipe.yaml
+
     Or: banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --adapter runs/kaggle_t4x2/best --dataset swapnillo/BN-HTR-Handwritten-Dataset --classes word
+
     A base read by its own preprocessing (no banglaocr.json): banglaocr eval --model Qwen/Qwen3-VL-2B-Instruct --dataset my_words/
     """
     with user_errors():

@@ -202,10 +202,13 @@ def predict(
     """Read word images with a trained model: one row per image, in input order.
 
     Example: banglaocr predict --model tiny examples/words/*.png
+
     Or: banglaocr predict --model runs/cpu_demo scans/ extra/*.png --format jsonl --out predictions.jsonl
+
     Paths on stdin: find scans -name '*.png' | banglaocr predict --model runs/cpu_demo -
-    Millions of scans, 4 GPUs, resumable: accelerate launch --num_processes 4 -m banglaocr predict --model
-    runs/kaggle_t4x2 scans/ --out rows.jsonl --resume
+
+    Millions of scans, 4 GPUs, resumable: accelerate launch --multi_gpu --num_processes 4 -m banglaocr
+    predict --model runs/kaggle_t4x2 scans/ --out rows.jsonl --resume
     """
     with user_errors():
         from banglaocr.files import expand_home
