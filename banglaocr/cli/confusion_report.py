@@ -61,7 +61,7 @@ def confusion_report(
 
 
 def _print_report(report, top: int, min_support: int) -> None:
-    from banglaocr.cli.tables import AlignedTable  # Bangla cells, aligned by grapheme clusters
+    from banglaocr.cli.tables import AlignedTable  # Bangla cells, aligned in the cells terminals draw
     from banglaocr.report import codepoints, display_unit, worst_units
 
     t = report.totals
