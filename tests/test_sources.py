@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -271,3 +275,46 @@ def test_synth_source_with_another_hand_is_not_reused(tmp_path):
     for other in (SynthConfig(n=10, seed=5), SynthConfig(n=10, seed=5, hand=HandConfig(slant=-0.3, pen=1))):
         with pytest.raises(UserError, match="rendered with other settings"):
             resolve_source(DataConfig(source="synth", synth=other), tmp_path)
+
+
+# --------------------------------------------------------------------------- a hub data set id, hub unreachable
+
+
+def _cache_hub_dataset(hf_home: Path, repo: str) -> None:
+    """`repo` laid out in `hf_home`'s datasets cache as a download leaves it (what a later offline load reads)."""
+    import datasets
+
+    cache = hf_home / "datasets"
+    parquet = hf_home / "words.parquet"
+    _arrow_dataset(4).to_parquet(str(parquet))
+    datasets.load_dataset("parquet", data_files={"train": str(parquet)}, cache_dir=str(cache))
+    built = next(p for p in (cache / "parquet").glob("*/*/*") if p.is_dir())
+    target = cache / repo.replace("/", "___") / "default" / "0.0.0" / built.name
+    target.mkdir(parents=True)
+    for path in built.iterdir():
+        shutil.copy(path, target / path.name.replace("parquet-", f"{repo.split('/')[1]}-"))
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["not cached", "cached"])
+def test_a_hub_data_set_id_with_the_hub_unreachable_is_one_line_within_seconds(tmp_path, cached):
+    from test_hub import closed_port, online_env
+
+    env = {**online_env(tmp_path, f"http://127.0.0.1:{closed_port()}"), "OMP_NUM_THREADS": "1"}
+    if cached:
+        _cache_hub_dataset(tmp_path / "hf", "someone/words")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "banglaocr", "eval", "--model", "tiny", "--dataset",
+                             "someone/words", "--split", "all", "--out", str(tmp_path / "e")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    seconds = time.perf_counter() - start
+    assert "Retry" not in result.stderr and "thrown while requesting" not in result.stderr, result.stderr
+    if cached:  # read from the cache without asking the hub
+        assert result.returncode == 0, result.stderr
+        summary = json.loads((tmp_path / "e" / "summary.json").read_text(encoding="utf-8"))
+        assert summary["n"] + summary["unreadable_images"] == 3  # 4 rows, 1 with an empty label
+    else:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert "cannot load data set 'someone/words'" in lines[0] and "unreachable" in lines[0]
+        assert "HF_HUB_OFFLINE=1" in lines[0]
+    assert seconds < 15, f"{seconds:.1f} s"
