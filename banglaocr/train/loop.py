@@ -114,13 +114,17 @@ def resume_command(output_dir: Path, processes: int = 1, argv: list[str] | None 
     """The shell command that continues the run in `output_dir`, complete: this process's own `banglaocr train`
     command line when it is one (`--resume auto` in place of any `--resume`, no `--overwrite`, and the run
     folder named when the command did not name it), else - a notebook, a script calling `run_training` - one
-    that trains the run's saved recipe. Under a multi-process launch, with accelerate's launcher in front.
+    that trains the run's saved recipe. Under a multi-process launch, with accelerate's launcher in front (on
+    several machines: what to give each machine's launcher).
 
     >>> resume_command(Path("runs/x"), argv=["/venv/bin/banglaocr", "train", "-r", "cpu_demo", "--overwrite"],
     ...                environ={})
     '/venv/bin/banglaocr train -r cpu_demo --output-dir runs/x --resume auto'
     >>> resume_command(Path("runs/x"), 2, argv=["ipykernel_launcher.py", "-f", "k.json"], environ={})
     'accelerate launch --multi_gpu --num_processes 2 -m banglaocr train --recipe runs/x/recipe.yaml --output-dir runs/x --resume auto'
+    >>> resume_command(Path("runs/x"), 4, argv=["x/banglaocr/__main__.py", "train", "-r", "r.yaml", "-o", "runs/x"],
+    ...                environ={"LOCAL_WORLD_SIZE": "2"})
+    'the same launch on every machine, with -m banglaocr train -r r.yaml -o runs/x --resume auto'
     """
     import os
     import shlex
@@ -145,6 +149,9 @@ def resume_command(output_dir: Path, processes: int = 1, argv: list[str] | None 
         args = ["--recipe", str(Path(output_dir) / "recipe.yaml"), "--output-dir", str(output_dir)]
     args += ["--resume", "auto"]
     prefix = ""
+    if processes > 1 and int(environ.get("LOCAL_WORLD_SIZE", processes)) != processes:
+        # Several machines: each one's launcher has its own rank and address; those stay as they were.
+        return "the same launch on every machine, with " + shlex.join(["-m", "banglaocr", "train", *args])
     if processes > 1:
         program = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "-m", "banglaocr"]
         if environ.get("ACCELERATE_USE_CPU"):
