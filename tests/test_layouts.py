@@ -141,3 +141,25 @@ def test_a_layout_trains_and_evaluates_on_unseen_writers(built, tmp_path, layout
     rows = (tmp_path / "eval" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
     assert sorted(json.loads(row)["id"] for row in rows) == sorted(tested)  # the writers training never saw
     shutil.rmtree(out)
+
+
+def test_archive_leftovers_and_a_page_inside_its_json_are_handled(built, tmp_path):
+    import base64
+
+    bn = tmp_path / "bn"
+    shutil.copytree(built["bn-htrd"].root, bn)
+    (bn / "__MACOSX" / "1").mkdir(parents=True)
+    (bn / "__MACOSX" / "1" / "._1.xlsx").write_bytes(b"\0\5\26\7 not a workbook")  # macOS resource forks
+    (bn / "1" / "Words" / "1_1" / "._1_1_1_1.jpg").write_bytes(b"\0\5\26\7")
+    (bn / "3" / "Words").rename(bn / "3" / "words")
+    splits = load_splits(DataConfig(source=str(bn), val_fraction=0, test_fraction=0))
+    assert sorted(r.text for r in splits.train) == sorted(built["bn-htrd"].samples.values())
+    assert dict(splits.skipped.counts) == dict(built["bn-htrd"].skips)
+    bw = tmp_path / "bw"
+    shutil.copytree(built["banglawriting"].root, bw)
+    page = json.loads((bw / "14_20_0.json").read_text(encoding="utf-8"))
+    page["imageData"] = base64.b64encode((bw / "14_20_0.jpg").read_bytes()).decode("ascii")  # LabelMe's default
+    (bw / "14_20_0.json").write_text(json.dumps(page), encoding="utf-8")
+    (bw / "14_20_0.jpg").unlink()
+    splits = load_splits(DataConfig(source=str(bw), val_fraction=0, test_fraction=0))
+    assert {r.id: r.text for r in splits.train} == built["banglawriting"].samples

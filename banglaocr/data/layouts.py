@@ -26,6 +26,7 @@ changes.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -106,9 +107,15 @@ def layout_records(layout: str, folder: Path, cfg: DataConfig, skipped: SkipRepo
     return banglawriting_records(folder, cfg, skipped)
 
 
+def _not_ours(path: Path) -> bool:
+    """Archive and editor leftovers that are no part of a data set: hidden files, macOS's `__MACOSX/` and
+    `._NAME` resource forks, Excel's `~$NAME.xlsx` lock files."""
+    return path.name.startswith((".", "~$")) or path.name == "__MACOSX"
+
+
 def _only_child(folder: Path) -> Path | None:
     try:
-        children = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        children = [p for p in folder.iterdir() if not _not_ours(p)]
     except OSError:
         return None
     return children[0] if len(children) == 1 and children[0].is_dir() else None
@@ -117,7 +124,7 @@ def _only_child(folder: Path) -> Path | None:
 def _usable_word(raw: Any, sample_id: str, skipped: SkipReport) -> str | None:
     """The normalised word of a label cell, or None (counted) for an empty one, one in Latin letters, one too
     long to be a word."""
-    text = normalize("" if raw is None else str(raw))
+    text = normalize("" if raw is None else _cell_text(raw))
     if not text:
         skipped.add(EMPTY_WORD, sample_id)
         return None
@@ -147,12 +154,21 @@ def _sheets(document: Path) -> list[Path]:
     own = document / f"{document.name}.xlsx"
     if own.is_file():
         return [own]
-    return sorted(p for p in document.glob("*.xlsx") if p.is_file() and not p.name.startswith("~$"))
+    return sorted(p for p in document.glob("*.xlsx") if p.is_file() and not _not_ours(p))
+
+
+def _words_folder(document: Path) -> Path | None:
+    """A document folder's `Words/` (any case), or None."""
+    try:
+        return next((p for p in document.iterdir() if p.name.lower() == "words" and p.is_dir()), None)
+    except OSError:
+        return None
 
 
 def _is_bn_htrd(folder: Path) -> bool:
     try:
-        return any(child.is_dir() and (child / "Words").is_dir() and _sheets(child) for child in folder.iterdir())
+        return any(child.is_dir() and not _not_ours(child) and _words_folder(child) is not None and _sheets(child)
+                   for child in folder.iterdir())
     except OSError:
         return False
 
@@ -202,12 +218,12 @@ def _cell_text(value: Any) -> str:
 def _crops(document: Path, root: Path, skipped: SkipReport) -> dict[str, Path]:
     """The word crops of a document folder by Id (the file name before its first dot); a second crop of one
     Id, an empty file or one leading outside the data folder is counted and left out."""
-    words = document / "Words"
+    words = _words_folder(document)
     found: dict[str, Path] = {}
-    if not words.is_dir():
+    if words is None:
         return found
     for path in sorted(words.rglob("*")):
-        if path.suffix.lower() not in IMAGE_FILE_SUFFIXES or path.is_dir():
+        if path.suffix.lower() not in IMAGE_FILE_SUFFIXES or path.is_dir() or _not_ours(path):
             continue
         name = str(path.relative_to(root))
         key = path.name.split(".")[0]
@@ -226,7 +242,8 @@ def bn_htrd_records(root: Path, skipped: SkipReport) -> list[Record]:
     """Records of a BN-HTRd folder: every sheet row whose Id has a crop under `Words/`, named by the crop's
     path; the writer is the document folder, the page the folder under `Words/` (`1_1`)."""
     records = []
-    documents = sorted((p for p in root.iterdir() if p.is_dir() and ((p / "Words").is_dir() or _sheets(p))),
+    documents = sorted((p for p in root.iterdir()
+                        if p.is_dir() and not _not_ours(p) and (_words_folder(p) is not None or _sheets(p))),
                        key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
     for document in documents:
         crops = _crops(document, root, skipped)
@@ -254,7 +271,7 @@ def bn_htrd_records(root: Path, skipped: SkipReport) -> list[Record]:
                 text = _usable_word(word, name, skipped)
                 if text is None:
                     continue
-                page_folder = crop.parent.relative_to(document / "Words")
+                page_folder = crop.parent.relative_to(_words_folder(document))
                 page = str(page_folder) if str(page_folder) != "." else "_".join(sample_id.split("_")[:2])
                 records.append(Record(id=name, text=text, image=str(crop),
                                       meta={"writer": document.name, "page": f"{document.name}/{page}",
@@ -269,13 +286,14 @@ def bn_htrd_records(root: Path, skipped: SkipReport) -> list[Record]:
 
 
 def _page_jsons(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.json") if p.is_file())
+    return sorted(p for p in root.rglob("*.json")
+                  if p.is_file() and not any(_not_ours(Path(part)) for part in p.relative_to(root).parts))
 
 
 def _is_banglawriting(folder: Path) -> bool:
     """True when one of the first JSON files of `folder` is LabelMe's (a `shapes` list) with its page beside it."""
     try:
-        candidates = sorted(p for p in folder.glob("*.json") if p.is_file())[:3]
+        candidates = sorted(p for p in folder.glob("*.json") if p.is_file() and not _not_ours(p))[:3]
     except OSError:
         return False
     for path in candidates:
@@ -283,7 +301,8 @@ def _is_banglawriting(folder: Path) -> bool:
             page = json.loads(read_text(path, max_bytes=MAX_JSON_BYTES))
         except (UserError, ValueError, RecursionError):
             continue
-        if isinstance(page, dict) and isinstance(page.get("shapes"), list) and _page_image(path, page, folder):
+        if isinstance(page, dict) and isinstance(page.get("shapes"), list) and (
+                _page_image(path, page, folder) is not None or _embedded_page(page) is not None):
             return True
     return False
 
@@ -324,6 +343,17 @@ def writer_of(page_name: str, pattern: str) -> str:
     return found.group(1) if found.re.groups and found.group(1) else found.group(0)
 
 
+def _embedded_page(page: dict) -> bytes | None:
+    """The page image LabelMe embedded in its JSON (`imageData`, base64), or None."""
+    data = page.get("imageData")
+    if not isinstance(data, str) or not data:
+        return None
+    try:
+        return base64.b64decode(data, validate=True)
+    except (ValueError, TypeError):
+        return None
+
+
 def _box(points: Any) -> tuple[float, float, float, float] | None:
     """(left, top, right, bottom) around LabelMe points (two corners in any order, or a polygon); None when
     they are not at least two [x, y] pairs of numbers."""
@@ -358,10 +388,11 @@ def _crop_box(box: tuple[float, float, float, float] | None, scale: tuple[float,
     return cut, None
 
 
-def _crops_folder(page_image: Path, json_path: Path) -> Path:
-    """Where the crops of one page are cached: named by the page's and the JSON's path, size and time."""
+def _crops_folder(page_image: Path | bytes, json_path: Path) -> Path:
+    """Where the crops of one page are cached: named by the page's and the JSON's path, size and time (a page
+    embedded in its JSON: the JSON's)."""
     parts = [str(CROP_VERSION)]
-    for path in (page_image, json_path):
+    for path in (page_image, json_path) if isinstance(page_image, Path) else (json_path,):
         stat = path.stat()
         parts += [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
     key = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:24]
@@ -378,14 +409,14 @@ class Crop:
     skipped: str | None = None
 
 
-def _cut_page(page_image: Path, wanted: dict[int, Any], declared: tuple[Any, Any]) -> dict[int, Crop]:
+def _cut_page(page_image: Path | bytes, wanted: dict[int, Any], declared: tuple[Any, Any]) -> dict[int, Crop]:
     """Cut the boxes `wanted` (shape index -> LabelMe points) from a page, as PNG bytes."""
     import io
 
     from banglaocr.data.decode import UnreadableImage
 
     try:
-        page = open_image(str(page_image))
+        page = open_image(page_image if isinstance(page_image, bytes) else str(page_image))
     except UnreadableImage as err:
         reason = f"unreadable page image ({str(err).split(' (')[0]})"
         return {index: Crop(skipped=reason) for index in wanted}
@@ -420,7 +451,7 @@ def _recorded_crops(folder: Path, wanted: dict[int, Any]) -> dict[int, Crop] | N
     return crops
 
 
-def _cached_crops(page_image: Path, json_path: Path, wanted: dict[int, Any],
+def _cached_crops(page_image: Path | bytes, json_path: Path, wanted: dict[int, Any],
                   declared: tuple[Any, Any]) -> dict[int, Crop]:
     """The crops of one page: cut once and kept (`_crops_folder`, with `crops.json` saying what became of
     each shape); later loads read what was cut."""
@@ -472,9 +503,9 @@ def banglawriting_records(root: Path, cfg: DataConfig, skipped: SkipReport) -> l
             continue
         if not isinstance(page, dict) or not isinstance(page.get("shapes"), list):
             continue  # another JSON (no LabelMe page): not ours to count
-        page_image = _page_image(json_path, page, root)
-        name = str(page_image.relative_to(root)) if page_image is not None else str(json_path.with_suffix(".jpg")
-                                                                                     .relative_to(root))
+        page_image = _page_image(json_path, page, root) or _embedded_page(page)
+        name = str(page_image.relative_to(root)) if isinstance(page_image, Path) else str(
+            json_path.with_suffix(".jpg").relative_to(root))
         texts: dict[int, str] = {}
         wanted: dict[int, Any] = {}
         for index, shape in enumerate(page["shapes"]):
@@ -492,7 +523,7 @@ def banglawriting_records(root: Path, cfg: DataConfig, skipped: SkipReport) -> l
             wanted[index] = shape.get("points")
         if not wanted:
             continue
-        writer = writer_of(page_image.name, cfg.writer_pattern)
+        writer = writer_of(Path(name).name, cfg.writer_pattern)
         crops = _cached_crops(page_image, json_path, wanted, (page.get("imageWidth"), page.get("imageHeight")))
         for index, crop in crops.items():
             sample_id = f"{name}#{index}"
