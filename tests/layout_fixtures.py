@@ -150,8 +150,8 @@ def banglawriting_folder(root: Path, writers: int = 6, words: int = 4) -> Built:
             built.writers[f"{name}#{slot}"] = str(writer * 7)
             index += 1
         if writer == 1:
-            shapes += [("বাইরে", [[500, 10], [600, 40]]), ("সরু", [[40, 40], [40, 80]]), ("", [[10, 10], [50, 30]]),
-                       ("ok", [[10, 10], [50, 30]])]
+            shapes += [("বাইরে", [[500, 10], [600, 40]]), ("সরু", [[40, 40], [40, 80]]),
+                       ("", [[10, 10], [50, 30]]), ("ok", [[10, 10], [50, 30]])]
             built.skips.update({"box outside the page": 1, "degenerate box (under 2 pixels)": 1, "empty word": 1,
                                 "Latin letters in the word": 1})
         page.save(root / name, quality=92)

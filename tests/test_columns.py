@@ -160,5 +160,6 @@ def test_own_folders_train_and_evaluate_without_overrides(tmp_path, layout):
     result = invoke("eval", "--model", str(out), "--dataset", str(built.root), "data.val_fraction=0.2",
                     "data.test_fraction=0.2", "--out", str(tmp_path / "e"), "--json")
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (tmp_path / "e" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line)
+            for line in (tmp_path / "e" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(tested)  # the same seeded test split training held out

@@ -382,7 +382,8 @@ def _crop_box(box: tuple[float, float, float, float] | None, scale: tuple[float,
     inside = (max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(bottom, height) - max(top, 0.0)))
     if inside < MIN_INSIDE * (right - left) * (bottom - top):
         return None, OUTSIDE
-    cut = (max(0, math.floor(left)), max(0, math.floor(top)), min(width, math.ceil(right)), min(height, math.ceil(bottom)))
+    cut = (max(0, math.floor(left)), max(0, math.floor(top)),
+           min(width, math.ceil(right)), min(height, math.ceil(bottom)))
     if cut[2] - cut[0] < MIN_BOX_PIXELS or cut[3] - cut[1] < MIN_BOX_PIXELS:
         return None, OUTSIDE
     return cut, None
@@ -447,7 +448,8 @@ def _recorded_crops(folder: Path, wanted: dict[int, Any]) -> dict[int, Crop] | N
     crops = {}
     for index in wanted:
         entry = recorded[str(index)]
-        crops[index] = Crop(image=str(folder / entry["file"])) if "file" in entry else Crop(skipped=entry.get("skipped"))
+        crops[index] = (Crop(image=str(folder / entry["file"])) if "file" in entry
+                        else Crop(skipped=entry.get("skipped")))
     return crops
 
 

@@ -396,7 +396,8 @@ def _spellings(name: str) -> list[str]:
     with each image suffix."""
     if Path(name).suffix.lower() in IMAGE_FILE_SUFFIXES:
         return [name]
-    return [name, *(name + suffix for suffix in IMAGE_FILE_SUFFIXES), *(name + suffix.upper() for suffix in IMAGE_FILE_SUFFIXES)]
+    suffixes = [*IMAGE_FILE_SUFFIXES, *(suffix.upper() for suffix in IMAGE_FILE_SUFFIXES)]
+    return [name, *(name + suffix for suffix in suffixes)]
 
 
 def _lexists(path: Path) -> bool:
