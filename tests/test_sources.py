@@ -222,9 +222,13 @@ def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
         load_splits(DataConfig(source="nobody/no-such-dataset"))
 
 
-def test_missing_local_source():
+def test_missing_local_source(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="not found"):
         load_splits(DataConfig(source="./no/such/folder"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(UserError, match="^data source not found: data/words$"):  # a typo, not a hub id
+        load_splits(DataConfig(source="data/words"))
 
 
 @pytest.mark.parametrize(("payload", "reason"), [

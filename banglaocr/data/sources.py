@@ -648,7 +648,8 @@ def _load_raw_splits(cfg: DataConfig, skipped: SkipReport) -> tuple[dict[str, li
         if _has_files(path, DATASETS_FILES):
             return _load_with_datasets(str(path), cfg, skipped, from_disk=False), "sample"
         raise _no_metadata_error(path)
-    if path.suffix in (".jsonl", ".csv") or source.startswith((".", "/", "~")):
+    if path.suffix in (".jsonl", ".csv") or source.startswith((".", "/", "~")) or (
+            len(path.parts) > 1 and path.parent.is_dir()):  # `data/words` with a local data/: a typo, not a hub id
         raise UserError(f"data source not found: {source}")
     return _load_with_datasets(source, cfg, skipped, from_disk=False), "sample"
 
