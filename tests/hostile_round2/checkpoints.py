@@ -24,6 +24,8 @@ from typing import Callable
 
 import torch
 
+from hostile_round2.model_folders import read_safetensors, write_safetensors
+
 STEPS = 4
 RUN_ARGS = ("lora.r=4", "lora.alpha=8", "lora.dropout=0.1", "augment.enabled=true", "augment.probability=1.0",
             f"train.max_steps={STEPS}", "train.save_steps=2", "train.eval_steps=2", "train.keep_last=10",
@@ -58,19 +60,6 @@ def reseal(folder: Path) -> None:
     info = json.loads((folder / ckpt.MANIFEST).read_text(encoding="utf-8"))
     info.pop("files", None)
     ckpt.write_manifest(folder, info)
-
-
-def read_safetensors(path: Path) -> tuple[dict, bytes]:
-    """(header, tensor data) of a safetensors file."""
-    raw = path.read_bytes()
-    (length,) = struct.unpack("<Q", raw[:8])
-    return json.loads(raw[8:8 + length]), raw[8 + length:]
-
-
-def write_safetensors(path: Path, header: dict, data: bytes, length: int | None = None) -> None:
-    """A safetensors file from a header and data; `length` overrides the 8-byte header length (a lie)."""
-    encoded = json.dumps(header).encode("utf-8")
-    path.write_bytes(struct.pack("<Q", len(encoded) if length is None else length) + encoded + data)
 
 
 def edit_tensors(path: Path, change: Callable[[dict], None]) -> None:
