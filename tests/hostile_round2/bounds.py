@@ -129,7 +129,7 @@ HOME_PATHS = (
      "recipe key 'model.name_or_path'"),
     ("eval", ("--model", "{home}/m", "--dataset", "x"), "--model {home}/m"),
     ("eval", ("--model", "tiny", "--adapter", "{home}/a", "--dataset", "x"), "--adapter {home}/a"),
-    ("eval", ("--model", "tiny", "--dataset", "{home}/data"), "data source {home}/data"),
+    ("eval", ("--model", "tiny", "--dataset", "{home}/data"), "'data.source' {home}/data"),
     ("eval", ("--model", "tiny", "--recipe", "{home}/r.yaml"), "recipe {home}/r.yaml"),
     ("predict", ("--model", "{home}/m", "README.md"), "--model {home}/m"),
     ("predict", ("--model", "tiny", "--adapter", "{home}/a", "README.md"), "--adapter {home}/a"),
