@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,21 +195,14 @@ def special_files(root: Path) -> list[SpecialFile]:
 
 def large_images(folder: Path, count: int, side: int) -> list[Path]:
     """`count` `side` x `side` greyscale PNGs of white paper with a black bar and a stroke (a few KB each:
-    one colour compresses well), each a little different so none is a copy of another."""
-    from PIL import Image, ImageDraw
+    one colour compresses well), each a little different so none is a copy of another - the images
+    benchmarks/predict_memory.py measures, drawn by its `write_images`."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)  # benchmarks/ is run from a checkout, not installed
+    from benchmarks.predict_memory import write_images
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        image = Image.new("L", (side, side), 255)
-        draw = ImageDraw.Draw(image)
-        top = side // 3 + 7 * index
-        draw.rectangle((side // 4, top, side // 2, top + side // 20), fill=0)
-        draw.line((side // 3, side // 2, 2 * side // 3, side // 2 + 40 * index), fill=0, width=max(1, side // 100))
-        path = folder / f"large{index}.png"
-        image.save(path)
-        paths.append(path)
-    return paths
+    return write_images(folder, count, side)
 
 
 def decoded_bytes(side: int) -> int:
