@@ -186,18 +186,27 @@ def read_text(path: Path, label: str | None = None, max_bytes: int | None = None
         raise UserError(f"{label} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
 
 
+FILE_KINDS = ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"),
+              (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+"""The kinds of file an `st_mode` can name, as messages call them."""
+
+
+def mode_kind(mode: int) -> str:
+    """What a `st_mode` is: 'regular file', 'folder', 'FIFO', ... ('special file' for anything else).
+
+    >>> mode_kind(os.stat(".").st_mode)
+    'folder'
+    """
+    return next((name for test, name in FILE_KINDS if test(mode)), "special file")
+
+
 def file_kind(mode: int) -> str:
     """What a `st_mode` is, with its article, for messages: 'a folder', 'a FIFO', 'a character device', ...
 
     >>> file_kind(os.stat(".").st_mode)
     'a folder'
     """
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "a special file"
+    return f"a {mode_kind(mode)}"
 
 
 def expand_home(path: str | Path, label: str) -> str | Path:

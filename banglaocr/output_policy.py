@@ -32,18 +32,16 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Callable
 
 from banglaocr.errors import UserError, filesystem_error
+from banglaocr.files import mode_kind
 
 OVERWRITE_FLAG = "--overwrite"
 MARKER_SUFFIX = ".banglaocr.json"
 """The sidecar that marks a results file as banglaocr's: `rows.jsonl` -> `rows.jsonl.banglaocr.json`."""
 MARKER_MAX_BYTES = 1 << 20
-_KINDS = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"),
-          (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISBLK, "block device"))
 
 
 def path_kind(path: Path, option: str = "--out") -> str | None:
@@ -57,7 +55,8 @@ def path_kind(path: Path, option: str = "--out") -> str | None:
         if err.errno == errno.ELOOP:
             raise UserError(f"{option} {path} is a symlink loop; choose another {option}") from None
         raise UserError(f"cannot check {option} {path}: {err.strerror or err}") from None
-    return next(name for test, name in _KINDS if test(mode))
+    kind = mode_kind(mode)
+    return "file" if kind == "regular file" else kind
 
 
 def refuse_special(path: Path, kind: str, option: str = "--out") -> None:
