@@ -45,7 +45,8 @@ class Evaluation:
     """`metrics.aggregate_scores` of the rows (CER, WER, ...); None when no image could be read."""
     rows: list[dict]
     """One per readable record, in input order: `id`, `reference`, `prediction`, its `sample_scores`, and
-    `nonfinite` (True: the logits turned non-finite; `prediction` is then "")."""
+    `nonfinite` (True: the logits turned non-finite; `prediction` is then ""), and `confidence` (the
+    probability of the whole reading, `banglaocr.confidence`; None for blank images and non-finite rows)."""
     unreadable: list[tuple[str, str]]
     """(record id, error) of each image that could not be decoded, in input order."""
 
@@ -70,8 +71,10 @@ def evaluate_records(model: Any, tokenizer: Any, records: Sequence[Any], setting
             unreadable.append((record.id, reading.error))
             continue
         prediction = "" if reading.nonfinite else reading.text
+        confidence = reading.confidence.sequence if reading.confidence is not None else None
         rows.append({"id": record.id, "reference": record.text, "prediction": prediction,
-                     **sample_scores(record.text, prediction), "nonfinite": reading.nonfinite})
+                     **sample_scores(record.text, prediction), "nonfinite": reading.nonfinite,
+                     "confidence": confidence})
     scores = None
     if rows:
         scores = {**aggregate_scores(rows), "nonfinite_logits": sum(row["nonfinite"] for row in rows)}

@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from banglaocr import hub
+from banglaocr.confidence import Confidence, TokenProbabilities, reading_confidence
 from banglaocr.config import DataConfig, ImageConfig, ModelConfig
 from banglaocr.data.collate import Collator, finish_batch_on_device, generation_batch
 from banglaocr.data.pixels import MERGE_SIZE, ImageGeometry, QwenResize, model_size, resize_for_model
@@ -403,15 +404,14 @@ class NonFiniteRows:
         return [] if self.seen is None else self.seen.tolist()
 
 
-def _logits_processors(watch: NonFiniteRows):
+def _logits_processors(watch: NonFiniteRows, probe: TokenProbabilities | None = None):
     from transformers import LogitsProcessorList
 
-    # Not a LogitsProcessor subclass (that would import transformers' generation at import time);
-    # generate only calls what the list holds.
-    return LogitsProcessorList([watch])
+    # Not LogitsProcessor subclasses (that would import transformers' generation at import time);
+    # generate only calls what the list holds. The probe goes last: it must see the scores chosen from.
+    return LogitsProcessorList([watch] + ([probe] if probe is not None else []))
 
 
-@torch.no_grad()
 def generate_texts(model: Any, tokenizer: Any, images: Sequence[Image.Image], settings: ReadSettings,
                    batch_size: int = 16, num_beams: int = 1, device: torch.device | str | None = None,
                    on_batch: Callable[[int], None] | None = None,
@@ -422,13 +422,28 @@ def generate_texts(model: Any, tokenizer: Any, images: Sequence[Image.Image], se
     called after each batch with the number of images done in it (progress bars). With `sizes`, the
     `images` are already resized for the model (`resize_for_model`) and `sizes` are the model sizes of the
     images as decoded (`pixels.model_size`): the batches are those `reading_batches` cuts of the decoded images.
+    `generate_readings` gives each text's `Confidence` too.
     """
+    texts, _ = generate_readings(model, tokenizer, images, settings, batch_size=batch_size, num_beams=num_beams,
+                                 device=device, on_batch=on_batch, sizes=sizes, confidence=False)
+    return texts
+
+
+@torch.no_grad()
+def generate_readings(model: Any, tokenizer: Any, images: Sequence[Image.Image], settings: ReadSettings,
+                      batch_size: int = 16, num_beams: int = 1, device: torch.device | str | None = None,
+                      on_batch: Callable[[int], None] | None = None, sizes: list[tuple[int, int]] | None = None,
+                      confidence: bool = True) -> tuple[list[str | None], list[Confidence | None]]:
+    """`generate_texts` with each reading's `Confidence` (None for a non-finite row, or when `confidence`
+    is False). Greedy: the chosen tokens' probabilities are noted as they are chosen (`TokenProbabilities`);
+    beams: from generate's per-step scores (`compute_transition_scores`), which beam search keeps anyway."""
     if not images:
-        return []
+        return [], []
     device = torch.device(device) if device is not None else _model_device(model)
     ids = special_token_ids(tokenizer)
     collate = Collator(tokenizer, settings.prompt, train=False)
     results: list[str | None] = [""] * len(images)
+    confidences: list[Confidence | None] = [None] * len(images)
     was_training = model.training
     model.eval()
     try:
@@ -436,24 +451,41 @@ def generate_texts(model: Any, tokenizer: Any, images: Sequence[Image.Image], se
             batches_by_size(sizes, batch_size)
         for chunk in batches:
             shown = [images[i] if sizes is not None else resize_for_model(images[i], settings.image) for i in chunk]
-            batch = collate([{"image": image} for image in shown])
-            inputs = finish_batch_on_device(batch, device)
-            watch = NonFiniteRows(inputs["input_ids"].shape[1], ids["im_end"], num_beams)
+            inputs = finish_batch_on_device(collate([{"image": image} for image in shown]), device)
+            prompt_length = inputs["input_ids"].shape[1]
+            watch = NonFiniteRows(prompt_length, ids["im_end"], num_beams)
+            probe = TokenProbabilities() if confidence and num_beams == 1 else None
+            beam_scores = confidence and num_beams > 1
             output = model.generate(
                 **inputs, max_new_tokens=settings.max_new_tokens, num_beams=num_beams,
                 do_sample=False,  # Qwen3-VL's shipped generation config samples; OCR wants the argmax
-                eos_token_id=ids["im_end"], pad_token_id=ids["pad"], logits_processor=_logits_processors(watch),
+                eos_token_id=ids["im_end"], pad_token_id=ids["pad"],
+                logits_processor=_logits_processors(watch, probe),
+                return_dict_in_generate=beam_scores, output_scores=beam_scores,
             )
-            new_tokens = output[:, inputs["input_ids"].shape[1]:]
-            for index, row, nonfinite in zip(chunk, new_tokens.tolist(), watch.flagged() or [False] * len(chunk)):
-                if ids["im_end"] in row:
-                    row = row[:row.index(ids["im_end"])]
+            sequences = output.sequences if beam_scores else output
+            logprobs = probe.finish(sequences) if probe is not None else \
+                _beam_logprobs(model, output) if beam_scores else None
+            new_tokens = sequences[:, prompt_length:].tolist()
+            for at, (index, row) in enumerate(zip(chunk, new_tokens)):
+                nonfinite = bool(watch.flagged() and watch.flagged()[at])
+                ended = ids["im_end"] in row
+                row = row[:row.index(ids["im_end"])] if ended else row
                 results[index] = None if nonfinite else normalize(tokenizer.decode(row, skip_special_tokens=True))
+                if logprobs is not None and not nonfinite:
+                    confidences[index] = reading_confidence(tokenizer, row, logprobs[at][:len(row) + ended])
             if on_batch is not None:
                 on_batch(len(chunk))
     finally:
         model.train(was_training)
-    return results
+    return results, confidences
+
+
+def _beam_logprobs(model: Any, output: Any) -> list[list[float]]:
+    """Per returned sequence, its tokens' log-probabilities under beam search (from the kept scores)."""
+    scores = model.compute_transition_scores(output.sequences, output.scores, output.beam_indices,
+                                             normalize_logits=False)
+    return scores.float().cpu().tolist()
 
 
 # --------------------------------------------------------------------------- loading a model to read with
@@ -659,6 +691,8 @@ class Reading:
     nonfinite: bool = False
     """The logits turned non-finite while this image was read (an fp16 overflow): `text` is None and
     `error` is `NONFINITE_ERROR` instead of the garbage the model wrote."""
+    confidence: Confidence | None = None
+    """How sure the model was (`banglaocr.confidence`); None for errors, non-finite rows and blank images."""
 
 
 def read_images(model: Any, tokenizer: Any, sources: Iterable[Any], settings: ReadSettings,
@@ -750,24 +784,25 @@ def _read_chunk(model, tokenizer, chunk: list, settings: ReadSettings, reading: 
         elif index in blanks:
             yield Reading(source=source, text="", blank=True)
         else:
-            text = next(texts)
+            text, confidence = next(texts)
             if isinstance(text, _Unread):
                 yield Reading(source=source, text=None, error=text.reason)
             elif text is None:
                 yield Reading(source=source, text=None, error=NONFINITE_ERROR, nonfinite=True)
             else:
-                yield Reading(source=source, text=text)
+                yield Reading(source=source, text=text, confidence=confidence)
 
 
 def _generate_shared(model, tokenizer, images: "ShownImages", settings: ReadSettings, reading: tuple[int, int],
                      on_batch, process_index: int, num_processes: int) -> list:
-    """`generate_texts` over the processes: the batches of `reading_batches` dealt out, the texts gathered;
-    an image that no longer decoded when its batch came gives `_Unread` instead of a text."""
+    """`generate_readings` over the processes: the batches of `reading_batches` dealt out, the (text,
+    confidence) pairs gathered; an image that no longer decoded when its batch came gives `_Unread` as text."""
     batch_size, num_beams = reading
     if num_processes == 1:
-        texts = generate_texts(model, tokenizer, images, settings, batch_size=batch_size, num_beams=num_beams,
-                               on_batch=on_batch, sizes=images.sizes)
-        return [images.outcome(index, text) for index, text in enumerate(texts)]
+        texts, confidences = generate_readings(model, tokenizer, images, settings, batch_size=batch_size,
+                                               num_beams=num_beams, on_batch=on_batch, sizes=images.sizes)
+        return [(images.outcome(index, text), confidence)
+                for index, (text, confidence) in enumerate(zip(texts, confidences))]
     from accelerate.utils import gather_object
 
     batches = batches_by_size(images.sizes, batch_size)
@@ -775,9 +810,11 @@ def _generate_shared(model, tokenizer, images: "ShownImages", settings: ReadSett
     # batches are full but for its last one, so a process's share of them is cut the same way).
     mine = [index for batch in batches[process_index::num_processes] for index in batch]
     share = images.subset(mine)
-    texts = generate_texts(model, tokenizer, share, settings, batch_size=batch_size, num_beams=num_beams,
-                           on_batch=on_batch if process_index == 0 else None, sizes=share.sizes)
-    gathered = dict(gather_object([(index, images.outcome(index, text)) for index, text in zip(mine, texts)]))
+    texts, confidences = generate_readings(model, tokenizer, share, settings, batch_size=batch_size,
+                                           num_beams=num_beams, on_batch=on_batch if process_index == 0 else None,
+                                           sizes=share.sizes)
+    gathered = dict(gather_object([(index, (images.outcome(index, text), confidence))
+                                   for index, text, confidence in zip(mine, texts, confidences)]))
     return [gathered[index] for index in range(len(images))]
 
 

@@ -15,6 +15,7 @@ import weakref
 from pathlib import Path
 
 import pytest
+from fake_readers import texts_only
 from typer.testing import CliRunner
 
 from banglaocr.cli import app
@@ -293,8 +294,8 @@ def test_a_chunk_holds_model_inputs_not_decoded_images(tmp_path, monkeypatch):
     paths = bounds.large_images(tmp_path, count=6, side=1200)
     counts = _track_decoded(monkeypatch)
     shown = []
-    monkeypatch.setattr(infer, "generate_texts", lambda model, tokenizer, images, settings, **kw:
-                        [shown.append(image.size) or "ক" for image in images])
+    monkeypatch.setattr(infer, "generate_readings", texts_only(lambda model, tokenizer, images, settings, **kw:
+                        [shown.append(image.size) or "ক" for image in images]))
     readings = list(infer.read_images(None, None, paths, infer.default_read_settings()))
     assert [r.text for r in readings] == ["ক"] * 6 and len(counts) == 6
     assert max(counts) == 1, counts
@@ -320,7 +321,7 @@ def test_images_beyond_the_held_budget_are_decoded_again_with_the_same_pixels(tm
             seen.append((images.held_pixels, kw["sizes"]))
             return [str(list(image.getdata())[::997][:50]) for image in images]  # "reads" the pixels
 
-        monkeypatch.setattr(infer, "generate_texts", fake)
+        monkeypatch.setattr(infer, "generate_readings", texts_only(fake))
         return [r.text for r in infer.read_images(None, None, paths, settings)], seen
 
     counts = _track_decoded(monkeypatch)
@@ -343,7 +344,7 @@ def test_an_image_that_changed_before_its_batch_is_an_error_row(tmp_path, monkey
         paths[1].write_bytes(b"gone")
         return [str(image.size) for image in images]
 
-    monkeypatch.setattr(infer, "generate_texts", fake)
+    monkeypatch.setattr(infer, "generate_readings", texts_only(fake))
     readings = list(infer.read_images(None, None, paths, infer.default_read_settings()))
     assert [r.error is None for r in readings] == [True, False, True]
     assert "when read again" in readings[1].error and readings[1].text is None

@@ -82,7 +82,7 @@ def test_every_hostile_name_is_one_line_and_comes_back_byte_for_byte(fmt, tmp_pa
     out = tmp_path / f"rows.{fmt}"
     rows = "".join(format_row(name, f"লেখা{name}", None, fmt) if index % 2 else
                    format_row(name, None, f"no such file: {name}", fmt) for index, name in enumerate(names))
-    header = "file,prediction,error,blank\n" if fmt == "csv" else ""
+    header = "file,prediction,error,blank,confidence,flagged\n" if fmt == "csv" else ""
     out.write_bytes((header + rows).encode("utf-8"))  # strict UTF-8: nothing unencodable was written
     assert len(out.read_text(encoding="utf-8").splitlines()) == len(names) + bool(header)
     found = read_rows(out, fmt)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jiwer
 import pytest
+from fake_readers import texts_only
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -158,8 +159,8 @@ def test_read_images_keeps_input_order_across_chunks_and_errors(monkeypatch, tmp
     paths = write_images(tmp_path, 9)
     corrupt([paths[1], paths[4], paths[8]])
     # Stand-in for the model: "reads" each image as its width, in whatever order it is given.
-    monkeypatch.setattr(infer, "generate_texts",
-                        lambda model, tokenizer, images, settings, **kw: [str(im.width) for im in images])
+    monkeypatch.setattr(infer, "generate_readings", texts_only(
+                        lambda model, tokenizer, images, settings, **kw: [str(im.width) for im in images]))
     done = []
     readings = list(infer.read_images(None, None, paths, infer.default_read_settings(), chunk_size=4,
                                       on_batch=done.append))
@@ -181,8 +182,8 @@ def test_read_images_marks_blank_images_without_asking_the_model(monkeypatch):
     sources = [Image.new("RGB", (64, 32), "white"), word, Image.new("L", (1, 1), 0), inverted,
                Image.new("RGB", (200, 40), (90, 90, 90))]
     shown = []
-    monkeypatch.setattr(infer, "generate_texts",
-                        lambda model, tokenizer, images, settings, **kw: shown.extend(images) or ["ক"] * len(images))
+    monkeypatch.setattr(infer, "generate_readings", texts_only(
+                        lambda model, tokenizer, images, settings, **kw: shown.extend(images) or ["ক"] * len(images)))
     done = []
     readings = list(infer.read_images(None, None, sources, infer.default_read_settings(), on_batch=done.append))
     assert [(r.text, r.blank) for r in readings] == [("", True), ("ক", False), ("", True), ("ক", False), ("", True)]
@@ -220,7 +221,9 @@ def test_predict_formats_and_out_file(run_dir, tmp_path):
     text = invoke("predict", "--model", str(run_dir), *inputs)
     assert text.exit_code == 1
     lines = text.stdout.splitlines()
-    assert len(lines) == 5 and all(line.count("\t") == 1 for line in lines)
+    # file, prediction, confidence; an error row has no confidence
+    assert len(lines) == 5 and all(line.count("\t") == 2 for line in lines[:4])
+    assert all(0.0 <= float(line.split("\t")[2]) <= 1.0 for line in lines[:4])
     assert lines[-1] == f"{corrupt_file}\tERROR: empty file"
 
     out = tmp_path / "out" / "rows.csv"  # format from the suffix
@@ -230,6 +233,8 @@ def test_predict_formats_and_out_file(run_dir, tmp_path):
     assert [row["file"] for row in table] == inputs
     assert [bool(row["error"]) for row in table] == [False] * 4 + [True]
     assert [row["prediction"] for row in table[:4]] == [line.split("\t")[1] for line in lines[:4]]
+    assert [row["confidence"] for row in table[:4]] == [line.split("\t")[2] for line in lines[:4]]
+    assert table[4]["confidence"] == "" and all(row["flagged"] == "" for row in table)
     # --out and its marker (banglaocr wrote it: a rerun may replace it, --resume may continue it) are all.
     assert sorted(p.name for p in out.parent.iterdir()) == ["rows.csv", "rows.csv.banglaocr.json"]
 
@@ -276,7 +281,7 @@ def test_eval_corpus_cer_equals_jiwer(run_dir, dataset_dir, tmp_path):
     summary = json.loads(result.stdout)
     assert summary == json.loads((out / "summary.json").read_text(encoding="utf-8"))
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == summary["n"] == 64 and set(rows[0]) == {"id", "reference", "prediction", "cer"}
+    assert len(rows) == summary["n"] == 64 and set(rows[0]) == {"id", "reference", "prediction", "cer", "confidence"}
     assert rows[0]["id"].endswith(".png")  # image folders: the file name
     references = [normalize(r["reference"]) for r in rows]
     predictions = [normalize(r["prediction"]) for r in rows]

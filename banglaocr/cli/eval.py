@@ -11,7 +11,10 @@ arguments override keys of the data and eval sections as `train`'s do (`data.tex
 `eval.max_new_tokens` also change how the model reads, on top of its own settings.
 
 Output: `predictions.jsonl` (`id` - the file name for image folders -, `reference`,
-`prediction`, `cer` per sample) and `summary.json` in `--out`. The default is `eval-<split>`
+`prediction`, `cer`, `confidence` per sample), `summary.json` and `reliability.png` in `--out`.
+How well the model's confidence ranks its errors is reported too (`banglaocr.confidence`): the AUROC
+of confidence against exact match, a coverage table (the CER of the 100/90/80/50% most confident
+readings) and the reliability plot (confidence bins against exact match). The default is `eval-<split>`
 inside the training output folder or model folder given as `--model` (the `--adapter` folder
 when one is given) - results stay next to what they measure; for a hub id or a folder we may
 not write to, `eval-<split>` in the current folder. Both files are written whole and renamed into
@@ -45,12 +48,13 @@ from banglaocr.cli.common import (AdapterOption, DeviceOption, JsonOption, Model
                                   launched_processes, leave_launched_processes, load_quietly, progress_bar,
                                   user_errors)
 from banglaocr.cli.conventions import one_of
+from banglaocr.confidence import confidence_report
 from banglaocr.files import expand_home
 from banglaocr.output_policy import claim_folder, path_kind, write_error_line
 from banglaocr.row_encoding import escape_field, json_line
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
-RESULT_FILES = ("predictions.jsonl", "summary.json")
+RESULT_FILES = ("predictions.jsonl", "summary.json", "reliability.png")
 """What eval writes into --out (and all it touches there)."""
 ImageOption = Annotated[
     list[str] | None,
@@ -266,7 +270,7 @@ def eval_command(
                    **scores,
                    # What the source loader skipped (empty labels, missing or empty files), over all splits.
                    "skipped_at_load": splits.skipped.total, "skipped_at_load_detail": splits.skipped.as_dict(),
-                   "predictions": str(out_dir / "predictions.jsonl")}
+                   "predictions": str(out_dir / "predictions.jsonl"), "confidence": confidence_report(rows)}
         rank, world, _ = launched_processes()
         leave_launched_processes(world)
         if rank != 0:  # several processes: the main one writes and reports
@@ -314,11 +318,12 @@ def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
     """predictions.jsonl, then summary.json (the folder's marker), each written whole and renamed into place."""
     from banglaocr.errors import UserError
     from banglaocr.files import atomic_write, write_json
+    from banglaocr.reliability_plot import write_reliability_plot
 
     def write_rows(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8", newline="") as handle:
             for row in rows:
-                kept = {key: row[key] for key in ("id", "reference", "prediction", "cer")}
+                kept = {key: row[key] for key in ("id", "reference", "prediction", "cer", "confidence")}
                 if row.get("nonfinite"):
                     kept["nonfinite"] = True  # nothing was read: the empty prediction is a stand-in
                 handle.write(json_line(kept))
@@ -326,6 +331,8 @@ def _write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(out_dir / RESULT_FILES[0], write_rows)
+        write_reliability_plot(summary["confidence"]["bins"], out_dir / RESULT_FILES[2],
+                               auroc=summary["confidence"]["auroc"], title=f"{summary['model']} [{summary['split']}]")
         write_json(out_dir / RESULT_FILES[1], summary)
     except OSError as err:
         raise UserError(write_error_line(out_dir, err)) from None
@@ -366,5 +373,27 @@ def _print_report(summary: dict, rows: list[dict], out_dir: Path) -> None:
         # An id is a file name of any bytes: escaped, so a line break or a byte that is not UTF-8 prints as text.
         worst.add_row(Text(escape_field(row["id"])), Text(row["reference"]), prediction, f"{row['cer']:.3f}")
     console.print(worst)
-    console.print(f"wrote {out_dir / 'predictions.jsonl'} and {out_dir / 'summary.json'}", highlight=False,
-                  soft_wrap=True)
+    _print_confidence(summary["confidence"])
+    console.print(f"wrote {out_dir / 'predictions.jsonl'}, {out_dir / 'summary.json'} and "
+                  f"{out_dir / 'reliability.png'}", highlight=False, soft_wrap=True)
+
+
+def _print_confidence(report: dict) -> None:
+    """The AUROC line and the coverage table: how well the model's confidence ranks its errors."""
+    from banglaocr.cli.tables import AlignedTable
+
+    auroc = report["auroc"]
+    shown = "undefined (every reading right, or every one wrong)" if auroc is None else f"{auroc:.3f}"
+    unranked = f"; {report['without_confidence']} without confidence (blank, non-finite)" \
+        if report["without_confidence"] else ""
+    console.print(f"confidence vs exact match: AUROC {shown} (1.0: every right reading is more confident than "
+                  f"every wrong one; 0.5: chance){unranked}", highlight=False, soft_wrap=True)
+    if not report["coverage"]:
+        return
+    table = AlignedTable(title="the most confident readings")
+    for column in ("coverage", "readings", "confidence >=", "CER", "exact match"):
+        table.add_column(column, justify="right")
+    for row in report["coverage"]:
+        table.add_row(f"{row['coverage']:.0%}", str(row["n"]), f"{row['min_confidence']:.4f}", f"{row['cer']:.4f}",
+                      f"{row['exact_match']:.4f}")
+    console.print(table)

@@ -14,9 +14,13 @@ Rows go to stdout (progress to stderr) or to `--out` (`predict_output`: a marker
 banglaocr wrote it). `--out` is checked before the model is loaded, under the output policy
 (`banglaocr.output_policy`): a file banglaocr did not write is replaced only with `--overwrite`.
 
-Formats: `text` (`file<TAB>prediction`, or `file<TAB>ERROR: reason`; a blank image's prediction
-is empty), `jsonl` (`{"file": ..., "prediction": ...}`, plus `"blank": true` for a blank image, or
-`{"file": ..., "error": ...}`), `csv` (columns `file,prediction,error,blank`). Every row is one line
+Every reading carries the model's confidence (`banglaocr.confidence`: the probability of the whole
+reading; in JSON also the lowest token probability and one per grapheme cluster); `--flag-below P` marks
+the readings under P to check. Formats: `text` (`file<TAB>prediction<TAB>confidence`, `<TAB>flagged`
+after a flagged one; `file<TAB>ERROR: reason`; a blank image's prediction is empty and has no
+confidence), `jsonl` (`{"file": ..., "prediction": ..., "confidence": ..., "lowest_token_confidence": ...,
+"clusters": [[cluster, p], ...]}`, plus `"flagged": true`, `"blank": true` for a blank image, or
+`{"file": ..., "error": ...}`), `csv` (columns `file,prediction,error,blank,confidence,flagged`). Every row is one line
 and gives its file name back byte for byte (`banglaocr.row_encoding`). The default follows the
 `--out` suffix (.jsonl, .csv), else text.
 
@@ -149,8 +153,8 @@ def _choose_format(fmt: str | None, out: Path | None) -> str:
 
 
 def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: int, world: int, on_batch):
-    """Yield (file, prediction, error, blank, nonfinite) for `pairs`, in order, on every process (several processes
-    share the generation, `read_images`). `reading` = (batch size, beams, chunk size)."""
+    """Yield (file, prediction, error, blank, nonfinite, confidence) for `pairs`, in order, on every process
+    (several processes share the generation, `read_images`). `reading` = (batch size, beams, chunk size)."""
     from banglaocr.infer import read_images
 
     batch_size, num_beams, chunk_size = reading
@@ -160,10 +164,10 @@ def _predict_rows(loaded, settings, pairs, reading: tuple[int, int, int], rank: 
                            on_batch=on_batch if world == 1 else None)
     for file, error in pairs:
         if error is not None:
-            yield file, None, error, False, False
+            yield file, None, error, False, False, None
         else:
             found = next(readings)
-            yield file, found.text, found.error, found.blank, found.nonfinite
+            yield file, found.text, found.error, found.blank, found.nonfinite, found.confidence
 
 
 def predict(
@@ -198,6 +202,11 @@ def predict(
                                             "checked whole first: rows of another model or format are refused.")
     ] = False,
     overwrite: OverwriteOption = False,
+    flag_below: Annotated[
+        float | None, typer.Option("--flag-below", min=0.0, max=1.0, metavar="P",
+                                   help="Mark readings whose confidence is below P (0-1) as flagged: the ones to "
+                                        "check; stderr says how many.")
+    ] = None,
 ) -> None:
     """Read word images with a trained model: one row per image, in input order.
 
@@ -229,8 +238,8 @@ def predict(
         marker = None
         if out is not None and rank == 0 and plan.state not in ("stdout", "stream"):
             marker = marker_record(output_format, _reader(model, adapter, num_beams, precision, device, overrides),
-                                   {"batch_size": batch_size, "chunk_size": chunk_size})
-        counts = _write_rows(loaded, settings, todo, skip, (out, plan, marker), output_format,
+                                   {"batch_size": batch_size, "chunk_size": chunk_size, "flag_below": flag_below})
+        counts = _write_rows(loaded, settings, todo, skip, (out, plan, marker), (output_format, flag_below),
                              (batch_size, num_beams, chunk_size), rank, world)
         leave_launched_processes(world)
     _report(counts, len(pairs), len(plan.existing.files), out, rank == 0, world)
@@ -328,21 +337,22 @@ def _row_writer(out: Path | None, plan: OutputPlan, handle, main: bool):
     return guarded(handle.write), guarded(handle.close)  # close: the last bytes reach the disk here
 
 
-def _write_rows(loaded, settings, todo, skip: int, target, output_format, reading: tuple[int, int, int], rank,
+def _write_rows(loaded, settings, todo, skip: int, target, shape: tuple, reading: tuple[int, int, int], rank,
                 world) -> dict:
     """Read `todo` and write its rows in input order, but for the first `skip` (written already); the main
     process writes, to `target` = (--out, its `OutputPlan`, the marker) or stdout. Returns the counts.
-    `reading` = (batch size, beams, chunk size)."""
+    `shape` = (format, --flag-below); `reading` = (batch size, beams, chunk size)."""
     out, plan, marker = target
+    output_format, flag_below = shape
     main = rank == 0
     handle = open_rows(out, plan, marker) if out is not None and main else None
     write, finish = _row_writer(out, plan, handle, main)
-    counts = {"failed": 0, "blank": 0, "nonfinite": 0, "written": 0}
+    counts = {"failed": 0, "blank": 0, "nonfinite": 0, "written": 0, "flagged": 0}
     try:
         if output_format == "csv" and not plan.existing.header:
             write(",".join(CSV_COLUMNS) + "\n")
         with progress_bar(len(todo), "predict", show=main and len(todo) >= PROGRESS_FROM) as advance:
-            for index, (file, text, error, blank, nonfinite) in enumerate(
+            for index, (file, text, error, blank, nonfinite, confidence) in enumerate(
                     _predict_rows(loaded, settings, todo, reading, rank, world, advance)):
                 if world > 1:
                     advance(1)
@@ -352,7 +362,9 @@ def _write_rows(loaded, settings, todo, skip: int, target, output_format, readin
                 counts["blank"] += blank
                 counts["nonfinite"] += nonfinite
                 counts["written"] += 1
-                write(format_row(file, text, error, output_format, blank=blank))
+                flagged = flag_below is not None and confidence is not None and confidence.sequence < flag_below
+                counts["flagged"] += flagged
+                write(format_row(file, text, error, output_format, blank=blank, confidence=confidence, flagged=flagged))
         finish()
     except BrokenPipeError:
         # The reader of stdout went away (`| head`): stop quietly, like other command-line tools.
@@ -372,6 +384,9 @@ def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool, w
         return
     if counts["blank"]:
         err_console.print(f"{counts['blank']} blank image(s) (no ink): empty prediction", highlight=False)
+    if counts["flagged"]:
+        err_console.print(f"{counts['flagged']} reading(s) flagged (confidence below --flag-below): check them",
+                          highlight=False)
     if counts["nonfinite"]:
         from banglaocr.infer import NONFINITE_ERROR
 

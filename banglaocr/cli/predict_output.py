@@ -10,6 +10,9 @@ then is a torn last line (a job killed while writing it) cut off and the rest ap
 
 >>> format_row("a.png", "আমি", None, "text")
 'a.png\\tআমি\\n'
+>>> from banglaocr.confidence import Confidence
+>>> format_row("a.png", "আমি", None, "text", confidence=Confidence(0.41, 0.5, (("আ", 0.9), ("মি", 0.5))), flagged=True)
+'a.png\\tআমি\\t0.41\\tflagged\\n'
 >>> format_row("b.png", None, "empty file", "jsonl")
 '{"file": "b.png", "error": "empty file"}\\n'
 >>> format_row("c.png", "", None, "jsonl", blank=True)
@@ -34,25 +37,35 @@ from banglaocr.output_policy import (claim_file, marker_path, path_kind, read_ma
 from banglaocr.row_encoding import escape_field, json_line, json_text, unescape_field
 
 FORMATS = ("text", "jsonl", "csv")
-CSV_COLUMNS = ["file", "prediction", "error", "blank"]
-JSON_KEYS = {"file", "prediction", "error", "blank"}
+CSV_COLUMNS = ["file", "prediction", "error", "blank", "confidence", "flagged"]
+JSON_KEYS = {"file", "prediction", "error", "blank", "confidence", "lowest_token_confidence", "clusters", "flagged"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
-def format_row(file: str, prediction: str | None, error: str | None, fmt: str, blank: bool = False) -> str:
-    """One output line (with its newline) in `fmt`; `blank`: the image holds no ink (empty prediction)."""
+def format_row(file: str, prediction: str | None, error: str | None, fmt: str, blank: bool = False,
+               confidence=None, flagged: bool = False) -> str:
+    """One output line (with its newline) in `fmt`; `blank`: the image holds no ink (empty prediction);
+    `confidence`: the reading's `banglaocr.confidence.Confidence` (None for errors and blanks); `flagged`:
+    below `--flag-below`. Text rows add the sequence confidence (and `flagged`) as tab-separated fields."""
     if fmt == "jsonl":
         row = {"file": file, "error": error} if error is not None else {"file": file, "prediction": prediction}
         if blank:
             row["blank"] = True
+        if confidence is not None:
+            row.update(confidence.to_row())
+        if flagged:
+            row["flagged"] = True
         return json_line(row)
+    shown = "" if confidence is None else f"{round(confidence.sequence, 4):g}"
     if fmt == "csv":
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow(
-            [escape_field(file), escape_field(prediction or ""), escape_field(error or ""), "true" if blank else ""])
+            [escape_field(file), escape_field(prediction or ""), escape_field(error or ""), "true" if blank else "",
+             shown, "true" if flagged else ""])
         return buffer.getvalue()
     value = f"ERROR: {error}" if error is not None else prediction
-    return f"{escape_field(file)}\t{escape_field(value or '')}\n"
+    extra = (f"\t{shown}" if shown else "") + ("\tflagged" if flagged else "")
+    return f"{escape_field(file)}\t{escape_field(value or '')}{extra}\n"
 
 
 def parse_row(line: str, fmt: str) -> str:
@@ -66,16 +79,29 @@ def parse_row(line: str, fmt: str) -> str:
         return row["file"]
     if fmt == "csv":
         rows = list(csv.reader([line]))
-        if len(rows) != 1 or len(rows[0]) != len(CSV_COLUMNS) or rows[0][3] not in ("", "true"):
-            raise ValueError("not a row of predict's csv (file,prediction,error,blank)")
+        if len(rows) != 1 or len(rows[0]) != len(CSV_COLUMNS) or rows[0][3] not in ("", "true") \
+                or rows[0][5] not in ("", "true"):
+            raise ValueError(f"not a row of predict's csv ({','.join(CSV_COLUMNS)})")
         for value in rows[0][1:3]:
             unescape_field(value)
         return unescape_field(rows[0][0])
     file, tab, value = line.partition("\t")
     if not tab:
         raise ValueError("no tab between the file and its prediction")
+    value, _, extra = value.partition("\t")
     unescape_field(value)
+    if extra and not all(_is_text_extra(field) for field in extra.split("\t")):
+        raise ValueError("not a confidence (or flagged) after the prediction")
     return unescape_field(file)
+
+
+def _is_text_extra(field: str) -> bool:
+    if field == "flagged":
+        return True
+    try:
+        return 0.0 <= float(field) <= 1.0
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -100,7 +126,7 @@ def read_rows(path: Path, fmt: str) -> ExistingRows:
             line = raw.decode("utf-8")
             if fmt == "csv" and number == 1:
                 if line != ",".join(CSV_COLUMNS):
-                    raise ValueError("the first line is not the header file,prediction,error,blank")
+                    raise ValueError(f"the first line is not the header {','.join(CSV_COLUMNS)}")
                 found.header = True
                 continue
             found.files.append(parse_row(line, fmt))

@@ -69,7 +69,7 @@ def write_word_images(folder: Path, names: list[str], seed: int = 0) -> list[str
 
 USER_FILES = {
     "notes.txt": "my notes\nline two\n",
-    "rows.csv": "file,prediction,error,blank\nmine.png,আমার,,\n",  # predict's header, not predict's file
+    "rows.csv": "file,prediction,error,blank,confidence,flagged\nmine.png,আমার,,,,\n",  # predict's header, not predict's file
     "rows.jsonl": '{"file": "mine.png", "prediction": "আমার"}\n',  # predict's rows, no marker beside them
     "last-line.txt": "a.png\tক\nb.png\tখ",  # a last line without a newline: --resume must not cut it
 }
