@@ -1,0 +1,1 @@
+"""Pages in: PDF pages rendered, pages segmented into lines and words, layout.json (knows nothing of models)."""

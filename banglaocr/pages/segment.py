@@ -1,0 +1,236 @@
+"""A page image -> text lines -> words in reading order, with boxes in the page's own pixel coordinates.
+
+The steps, all with OpenCV on a copy of the page at most `ANALYSIS_SIDE` pixels on its longer side
+(thresholds come from the measured text height, never fixed pixels, so a phone photo and a 200 dpi scan
+are treated alike):
+
+1. binarise: divide by the paper's own brightness (a large dilate + median: uneven light and shadows
+   flattened), then Otsu;
+2. ruled lines and margins out: long horizontal and vertical runs (morphological opening);
+3. specks out: connected components far smaller than the text;
+4. deskew: the angle in +-`MAX_SKEW` degrees whose horizontal projection is sharpest (coarse, then fine);
+5. lines: bands of the horizontal projection of the deskewed ink; a band much taller than the others
+   (touching ascenders and descenders of two lines) is cut at its deepest valley;
+6. words: in each band, runs of ink columns separated by gaps wider than a share of the band's text
+   height (Bangla letters of one word are joined by the headline, so gaps inside a word are narrow).
+
+Boxes are mapped back through the deskew rotation to the original page (the bounding box of the rotated
+corners, clipped to the page); crops are cut from the deskewed page at full resolution, upright.
+
+>>> from PIL import Image, ImageDraw, ImageFont
+>>> from banglaocr.data.synth import ASSETS
+>>> font = ImageFont.truetype(str(ASSETS / "fonts" / "NotoSansBengali-Regular.ttf"), 40)
+>>> page = Image.new("RGB", (600, 200), "white")
+>>> draw = ImageDraw.Draw(page)
+>>> draw.text((30, 40), "আমার সোনার বাংলা", font=font, fill="black")
+>>> draw.text((30, 110), "আমি তোমায় ভালোবাসি।", font=font, fill="black")
+>>> layout = segment_page(page)
+>>> [len(line) for line in layout.lines], abs(layout.skew_degrees) < 0.5
+([3, 3], True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+ANALYSIS_SIDE = 1600
+"""Longest side (pixels) of the copy the page is analysed on; boxes are scaled back."""
+MAX_SKEW = 15.0
+"""Largest page skew searched for, in degrees either way."""
+WORD_GAP = 0.33
+"""A gap of ink-free columns wider than this share of the line's text height separates two words."""
+WORD_MARGIN = 0.12
+"""Margin around each crop, as a share of the line's text height (readers were trained on loose crops)."""
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word: `box` (x0, y0, x1, y1) in the original page's pixels (x1, y1 exclusive); `image` its crop."""
+
+    box: tuple[int, int, int, int]
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """The words of a page: `lines` top to bottom, each line's words left to right."""
+
+    width: int
+    height: int
+    skew_degrees: float
+    lines: list[list[Word]]
+
+
+def segment_page(image: Image.Image) -> PageLayout:
+    """Find the text lines and words of `image` (see the module docstring for how)."""
+    import cv2
+
+    rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    scale = min(1.0, ANALYSIS_SIDE / max(height, width))
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    ink = _clean(_binarise(small))
+    text_height = _text_height(ink)
+    if text_height is None:
+        return PageLayout(width, height, 0.0, [])
+    angle = _skew(ink)
+    rotation = cv2.getRotationMatrix2D((small.shape[1] / 2, small.shape[0] / 2), angle, 1.0)
+    upright = cv2.warpAffine(ink, rotation, (small.shape[1], small.shape[0]), flags=cv2.INTER_NEAREST)
+    full_rotation = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    full_upright = cv2.warpAffine(rgb, full_rotation, (width, height), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+    back = cv2.invertAffineTransform(full_rotation)
+    lines = []
+    for top, bottom in _line_bands(upright, text_height):
+        words = []
+        for x0, y0, x1, y1 in _word_boxes(upright[top:bottom], text_height):
+            box = tuple(v / scale for v in (x0, y0 + top, x1, y1 + top))
+            words.append(_word(box, full_upright, back, (width, height), text_height / scale))
+        if words:
+            lines.append(words)
+    return PageLayout(width, height, round(-angle, 2), lines)
+
+
+def _binarise(gray: np.ndarray) -> np.ndarray:
+    """Ink 255, paper 0; the paper's brightness (a large max filter: text gone) divided out first."""
+    import cv2
+
+    side = max(15, (min(gray.shape) // 40) | 1)
+    paper = cv2.medianBlur(cv2.dilate(gray, np.ones((side, side), np.uint8)), 21)
+    flat = cv2.divide(gray, np.maximum(paper, 1), scale=255)
+    _, ink = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    if cv2.countNonZero(ink) > 0.5 * ink.size:  # a page of no ink: Otsu split the paper's noise
+        return np.zeros_like(ink)
+    return ink
+
+
+def _clean(ink: np.ndarray) -> np.ndarray:
+    """Remove ruled lines, margin lines and specks from the ink mask."""
+    import cv2
+
+    height, width = ink.shape
+    rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, max(25, width // 6)), np.uint8))
+    margins = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((max(25, height // 6), 1), np.uint8))
+    ink = cv2.subtract(ink, cv2.bitwise_or(rules, margins))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if count <= 1:
+        return ink
+    sizes = stats[1:, cv2.CC_STAT_HEIGHT]
+    typical = float(np.median(sizes[sizes >= 3])) if (sizes >= 3).any() else 0.0
+    keep = np.zeros(count, np.uint8)
+    keep[1:] = (stats[1:, cv2.CC_STAT_AREA] >= max(4.0, (0.15 * typical) ** 2)) & (sizes >= 0.2 * typical)
+    return np.where(keep[labels] > 0, 255, 0).astype(np.uint8)
+
+
+def _text_height(ink: np.ndarray) -> float | None:
+    """A typical height of the text's connected components (the scale every threshold follows)."""
+    import cv2
+
+    count, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    heights = stats[1:, cv2.CC_STAT_HEIGHT]
+    heights = heights[heights >= 4]
+    if len(heights) == 0:
+        return None
+    return float(np.percentile(heights, 75))
+
+
+def _sharpness(ink: np.ndarray, angle: float) -> float:
+    import cv2
+
+    rotation = cv2.getRotationMatrix2D((ink.shape[1] / 2, ink.shape[0] / 2), angle, 1.0)
+    rotated = cv2.warpAffine(ink, rotation, (ink.shape[1], ink.shape[0]), flags=cv2.INTER_NEAREST)
+    profile = rotated.sum(axis=1, dtype=np.float64)
+    return float(np.square(np.diff(profile)).sum())
+
+
+def _skew(ink: np.ndarray) -> float:
+    """The rotation (degrees, OpenCV's sense) that makes the text rows horizontal: coarse then fine search."""
+    import cv2
+
+    scale = min(1.0, 800 / max(ink.shape))
+    small = cv2.resize(ink, (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else ink
+    coarse = max(np.arange(-MAX_SKEW, MAX_SKEW + 0.01, 1.0), key=lambda a: _sharpness(small, a))
+    return float(max(np.arange(coarse - 1.0, coarse + 1.01, 0.1), key=lambda a: _sharpness(ink, a)))
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of True in a 1-D mask (end exclusive)."""
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def _line_bands(ink: np.ndarray, text_height: float) -> list[tuple[int, int]]:
+    """(top, bottom) of each text line of an upright ink mask, top to bottom."""
+    import cv2
+
+    profile = ink.sum(axis=1, dtype=np.float64) / 255
+    window = max(1, int(text_height / 4)) | 1
+    smooth = cv2.blur(profile.reshape(-1, 1), (1, window)).ravel()
+    threshold = 0.08 * np.percentile(smooth[smooth > 0], 90) if (smooth > 0).any() else 0
+    bands = [band for band in _runs(smooth > threshold) if band[1] - band[0] >= 0.3 * text_height]
+    if not bands:
+        return []
+    typical = float(np.median([bottom - top for top, bottom in bands]))
+    cut = []
+    for top, bottom in bands:
+        cut.extend(_split_band(smooth, top, bottom, typical))
+    return cut
+
+
+def _split_band(profile: np.ndarray, top: int, bottom: int, typical: float) -> list[tuple[int, int]]:
+    """A band taller than 1.6 typical lines holds several touching lines: cut at the deepest valleys."""
+    count = round((bottom - top) / typical)
+    if (bottom - top) < 1.6 * typical or count < 2:
+        return [(top, bottom)]
+    cuts = [top]
+    for k in range(1, count):
+        centre = top + round(k * (bottom - top) / count)
+        lo, hi = max(top + 1, centre - round(typical / 3)), min(bottom - 1, centre + round(typical / 3))
+        cuts.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else centre)
+    cuts.append(bottom)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _word_boxes(band: np.ndarray, text_height: float) -> list[tuple[int, int, int, int]]:
+    """Tight (x0, y0, x1, y1) of each word in one line band (y relative to the band), left to right."""
+    columns = band.any(axis=0)
+    runs = _runs(columns)
+    if not runs:
+        return []
+    gap = WORD_GAP * text_height
+    words = [list(runs[0])]
+    for start, end in runs[1:]:
+        # A narrow mark after a wider gap (the danda, a comma, ?) still belongs to the word before it.
+        mark = end - start < 0.3 * text_height and start - words[-1][1] < 3 * gap
+        if start - words[-1][1] > gap and not mark:
+            words.append([start, end])
+        else:
+            words[-1][1] = end
+    boxes = []
+    for x0, x1 in words:
+        rows = np.flatnonzero(band[:, x0:x1].any(axis=1))
+        # A word narrower and lower than a speck of the text's size is noise that survived cleaning.
+        if len(rows) and (x1 - x0) * (rows[-1] + 1 - rows[0]) >= (0.2 * text_height) ** 2:
+            boxes.append((x0, int(rows[0]), x1, int(rows[-1]) + 1))
+    return boxes
+
+
+def _word(box: tuple, upright: np.ndarray, back: np.ndarray, size: tuple[int, int], text_height: float) -> Word:
+    """The word at `box` (deskewed full-resolution coordinates): its crop, and its box on the original page."""
+    x0, y0, x1, y1 = box
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], dtype=np.float64) @ back.T
+    width, height = size
+    original = (max(0, math.floor(corners[:, 0].min())), max(0, math.floor(corners[:, 1].min())),
+                min(width, math.ceil(corners[:, 0].max())), min(height, math.ceil(corners[:, 1].max())))
+    margin = WORD_MARGIN * text_height
+    crop = upright[max(0, math.floor(y0 - margin)):min(height, math.ceil(y1 + margin)),
+                   max(0, math.floor(x0 - margin)):min(width, math.ceil(x1 + margin))]
+    return Word(box=original, image=Image.fromarray(np.ascontiguousarray(crop)))
