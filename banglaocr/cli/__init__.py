@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from banglaocr import __version__
-from banglaocr.cli import confusion_report, doctor, eval, merge_lora, predict, scan_dims, synth, train
+from banglaocr.cli import confusion_report, doctor, eval, merge_lora, predict, scan_dims, segment, synth, train
 from banglaocr.cli.conventions import CONTEXT_SETTINGS, HelpCommand, HelpGroup
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ COMMANDS = [
     ("eval", eval.eval_command),
     ("confusion-report", confusion_report.confusion_report),
     ("predict", predict.predict),
+    ("segment", segment.segment),
     ("merge-lora", merge_lora.merge_lora),
     ("doctor", doctor.doctor),
 ]

@@ -40,30 +40,32 @@ WarpOption = Annotated[float, typer.Option(
     "--warp", metavar="X", min=0.0, max=0.3,
     help="Simulated hand: smooth thin-plate-spline warp, a fraction of the text height.")]
 
+FontsOption = Annotated[Path | None, typer.Option(
+    "--fonts", metavar="DIR", help="Folder of .ttf/.otf/.woff/.woff2 fonts (default: the bundled fonts).")]
+WordsOption = Annotated[Path | None, typer.Option(
+    "--words", metavar="FILE", help="UTF-8 word list, one word a line (default: the bundled list).")]
+HoldoutFontOption = Annotated[str | None, typer.Option(
+    "--holdout-font", metavar="NAME", help="Font (file name without extension) used only in val/test.")]
+# The options of pages (`--pages`), as aliases too.
+PagesOption = Annotated[int | None, typer.Option(
+    "--pages", metavar="N", min=1,
+    help="Render N pages of lines of words with their true boxes instead (layout.json).")]
+RuledOption = Annotated[float, typer.Option(
+    "--ruled", metavar="X", min=0.0, max=1.0, help="Pages: share on ruled paper.")]
+TightOption = Annotated[float, typer.Option(
+    "--tight", metavar="X", min=0.0, max=1.0,
+    help="Pages: share with lines so close that ascenders and descenders touch.")]
+MaxSkewOption = Annotated[float, typer.Option(
+    "--max-skew", metavar="DEG", min=0.0, max=15.0, help="Pages: largest page skew, in degrees either way.")]
 
 
 def synth(
     out: OutOption,
     n: CountOption = 2000,
     seed: SeedOption = 0,
-    fonts: Annotated[
-        Path | None,
-        typer.Option(
-            "--fonts", metavar="DIR", help="Folder of .ttf/.otf/.woff/.woff2 fonts (default: the bundled fonts)."
-        ),
-    ] = None,
-    words: Annotated[
-        Path | None,
-        typer.Option(
-            "--words", metavar="FILE", help="UTF-8 word list, one word a line (default: the bundled list)."
-        ),
-    ] = None,
-    holdout_font: Annotated[
-        str | None,
-        typer.Option(
-            "--holdout-font", metavar="NAME", help="Font (file name without extension) used only in val/test."
-        ),
-    ] = None,
+    fonts: FontsOption = None,
+    words: WordsOption = None,
+    holdout_font: HoldoutFontOption = None,
     short_fraction: Annotated[
         float,
         typer.Option("--short-fraction", metavar="X", min=0.0, max=1.0,
@@ -96,6 +98,10 @@ def synth(
     bleed: BleedOption = 0.0,
     breaks: BreaksOption = 0.0,
     warp: WarpOption = 0.0,
+    pages: PagesOption = None,
+    ruled: RuledOption = 0.5,
+    tight: TightOption = 0.3,
+    max_skew: MaxSkewOption = 5.0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier synth output in --out.")
     ] = False,
@@ -108,7 +114,13 @@ def synth(
 
     The same seed gives byte-identical files; train, val and test share no word.
 
+    --pages N renders N pages instead (plain and ruled paper, skew, uneven light, touching lines) with
+    their true word boxes in DIR/layout.json: what `banglaocr segment` is measured on.
+
     Example: banglaocr synth --out synth-data --n 5000 --seed 1 --holdout-font Lohit-Bengali
+
+    Example: banglaocr synth --out synth-pages --pages 20 --font Galada-Regular --slant -0.35 --pen 1
+    --wobble 2.5
     """
     from banglaocr.data.synth import write_synthetic_dataset
 
@@ -116,12 +128,43 @@ def synth(
         hand = _hand(slant=slant, pen=pen, wobble=wobble, simulate=simulate, jitter=jitter,
                      pen_range=list(pen_range) if pen_range else None, pressure=pressure, bleed=bleed,
                      breaks=breaks, warp=warp)
+        if pages is not None:
+            _refuse_word_options(n=n != 2000, holdout_font=holdout_font, short_fraction=short_fraction, clean=clean)
+            _write_pages(out, pages, seed, fonts, words, font, hand, ruled, tight, max_skew, overwrite)
+            return
         result = write_synthetic_dataset(
             out, n=n, seed=seed, fonts_dir=fonts, words_file=words, holdout_font=holdout_font, overwrite=overwrite,
             short_fraction=short_fraction, only_fonts=font or None, clean=clean, hand=hand,
         )
 
     _print_result(result)
+
+
+def _refuse_word_options(**given) -> None:
+    """Options of word images mean nothing for pages: one line naming the first one given."""
+    from banglaocr.errors import UserError
+
+    for name, value in given.items():
+        if value:
+            raise UserError(f"--{name.replace('_', '-')} is for word images; --pages renders pages (leave it out)")
+
+
+def _write_pages(out, pages, seed, fonts, words, font, hand, ruled, tight, max_skew, overwrite) -> None:
+    """`synth --pages`: the pages, their truth, and one summary line."""
+    from rich.progress import Progress
+
+    from banglaocr.cli.common import err_console
+    from banglaocr.data.synth_pages import write_synthetic_pages
+
+    with Progress(console=err_console, transient=True, disable=pages < 4) as progress:
+        task = progress.add_task("pages", total=pages)
+        result = write_synthetic_pages(out, pages, seed, fonts_dir=fonts, only_fonts=font or None, words_file=words,
+                                       hand=hand, ruled=ruled, tight=tight, max_skew=max_skew, overwrite=overwrite,
+                                       on_page=lambda: progress.advance(task))
+    pages = f"{result['n']} page{'s' if result['n'] != 1 else ''}"
+    console.print(f"{pages}, {result['lines']} lines, {result['words']} words in "
+                  f"{result['seconds']:.1f} s (seed {seed}) -> {out}/layout.json, {out}/pages/", highlight=False,
+                  soft_wrap=True)
 
 
 def _hand(**options):

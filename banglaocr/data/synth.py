@@ -222,12 +222,13 @@ def load_font(path: Path | str, size: int) -> ImageFont.FreeTypeFont:
 
 
 def render_word(word: str, font_path: Path | str, rng: np.random.Generator, clean: bool = False,
-                hand: HandConfig | None = None) -> Image.Image:
+                hand: HandConfig | None = None, size: int | None = None) -> Image.Image:
     """Render one word as a degraded, tightly cropped RGB scan; all randomness comes from `rng`.
 
     `clean=True` draws black ink on white paper with none of the scanner's flaws (tilt, blur,
     contrast, noise, JPEG): the reference renders that measure reading itself. `hand` writes the
-    word in one writer's hand (slant, pen width, wobbly baseline) before the scanner's flaws.
+    word in one writer's hand (slant, pen width, wobbly baseline) before the scanner's flaws. `size` (pixels)
+    sets the font size, else it is drawn from `FONT_SIZE` (a page's words share one size).
 
     >>> import numpy as np
     >>> a = render_word("কথা", bundled_fonts()[0], np.random.default_rng(1))
@@ -236,12 +237,13 @@ def render_word(word: str, font_path: Path | str, rng: np.random.Generator, clea
     True
     """
     require_raqm()
-    return _render(word, str(font_path), rng, clean, hand)
+    return _render(word, str(font_path), rng, clean, hand, size)
 
 
 def _render(word: str, font_path: str, rng: np.random.Generator, clean: bool = False,
-            hand: HandConfig | None = None) -> Image.Image:
-    size = int(rng.integers(FONT_SIZE[0], FONT_SIZE[1] + 1))
+            hand: HandConfig | None = None, size: int | None = None) -> Image.Image:
+    drawn = int(rng.integers(FONT_SIZE[0], FONT_SIZE[1] + 1))  # drawn either way: the stream stays as it was
+    size = drawn if size is None else int(size)
     font = load_font(font_path, size)
     word = spelled_for(word, font_path)
     axes = font_axes(font_path)

@@ -67,7 +67,9 @@ def write_layout(out_dir: Path, pages: list[dict]) -> None:
     """`out_dir/layout.json`, atomically (after the crops it names)."""
     target = Path(out_dir) / LAYOUT_FILE
     with writing(target):
-        atomic_write(target, lambda tmp: tmp.write_text(json_text(pages, indent=1) + "\n", encoding="utf-8"))
+        # One page a line: a file of many pages stays readable and diffable, a page's words stay together.
+        text = "[\n" + ",\n".join(json_text(page) for page in pages) + ("\n]\n" if pages else "]\n")
+        atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_layout(path: Path) -> list[dict]:

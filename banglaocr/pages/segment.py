@@ -43,6 +43,12 @@ MAX_SKEW = 15.0
 """Largest page skew searched for, in degrees either way."""
 WORD_GAP = 0.33
 """A gap of ink-free columns wider than this share of the line's text height separates two words."""
+TALLEST_INK = 5.0
+"""Ink taller than this many typical component heights is no text (a page's dark surround, a drawing)."""
+MIN_WORD_GAP, MAX_WORD_GAP = 0.25, 0.9
+"""Bounds of the word gap a line's own gaps may choose, as shares of the text height."""
+JUMP = 1.8
+"""How much wider than the gap below it a gap must be to mark where the gaps between words begin."""
 WORD_MARGIN = 0.12
 """Margin around each crop, as a share of the line's text height (readers were trained on loose crops)."""
 
@@ -87,10 +93,11 @@ def segment_page(image: Image.Image) -> PageLayout:
                                   borderMode=cv2.BORDER_REPLICATE)
     back = cv2.invertAffineTransform(full_rotation)
     lines = []
-    for top, bottom in _line_bands(upright, text_height):
+    cuts = _line_cuts(upright, text_height)
+    for mask in _line_masks(upright, cuts) if len(cuts) > 1 else []:
         words = []
-        for x0, y0, x1, y1 in _word_boxes(upright[top:bottom], text_height):
-            box = tuple(v / scale for v in (x0, y0 + top, x1, y1 + top))
+        for x0, y0, x1, y1 in _word_boxes(mask, text_height):
+            box = tuple(v / scale for v in (x0, y0, x1, y1))
             words.append(_word(box, full_upright, back, (width, height), text_height / scale))
         if words:
             lines.append(words)
@@ -101,7 +108,7 @@ def _binarise(gray: np.ndarray) -> np.ndarray:
     """Ink 255, paper 0; the paper's brightness (a large max filter: text gone) divided out first."""
     import cv2
 
-    side = max(15, (min(gray.shape) // 40) | 1)
+    side = max(31, (min(gray.shape) // 20) | 1)
     paper = cv2.medianBlur(cv2.dilate(gray, np.ones((side, side), np.uint8)), 21)
     flat = cv2.divide(gray, np.maximum(paper, 1), scale=255)
     _, ink = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
@@ -115,8 +122,9 @@ def _clean(ink: np.ndarray) -> np.ndarray:
     import cv2
 
     height, width = ink.shape
-    rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, max(25, width // 6)), np.uint8))
-    margins = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((max(25, height // 6), 1), np.uint8))
+    # Longer than any word's headline (a word is rarely a third of the page wide), shorter than a rule.
+    rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, max(25, width // 3)), np.uint8))
+    margins = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((max(25, height // 3), 1), np.uint8))
     ink = cv2.subtract(ink, cv2.bitwise_or(rules, margins))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     if count <= 1:
@@ -125,6 +133,9 @@ def _clean(ink: np.ndarray) -> np.ndarray:
     typical = float(np.median(sizes[sizes >= 3])) if (sizes >= 3).any() else 0.0
     keep = np.zeros(count, np.uint8)
     keep[1:] = (stats[1:, cv2.CC_STAT_AREA] >= max(4.0, (0.15 * typical) ** 2)) & (sizes >= 0.2 * typical)
+    # What is far taller than the text is no text: the table or the dark edge around a photographed page,
+    # a drawing, a fold's shadow.
+    keep[1:] &= sizes <= TALLEST_INK * max(typical, 1.0)
     return np.where(keep[labels] > 0, 255, 0).astype(np.uint8)
 
 
@@ -167,36 +178,70 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
-def _line_bands(ink: np.ndarray, text_height: float) -> list[tuple[int, int]]:
-    """(top, bottom) of each text line of an upright ink mask, top to bottom."""
+def _line_cuts(ink: np.ndarray, text_height: float) -> list[int]:
+    """Row boundaries between text lines of an upright ink mask: [top, cut, ..., bottom].
+
+    Lines are the peaks of the smoothed horizontal projection (the headline makes a Bangla line's peak
+    sharp); two peaks closer than half a text height are one line. Between two lines the boundary is the
+    emptiest row - where ascenders and descenders of touching lines cross, it is still the emptiest."""
     import cv2
 
     profile = ink.sum(axis=1, dtype=np.float64) / 255
-    window = max(1, int(text_height / 4)) | 1
-    smooth = cv2.blur(profile.reshape(-1, 1), (1, window)).ravel()
-    threshold = 0.08 * np.percentile(smooth[smooth > 0], 90) if (smooth > 0).any() else 0
-    bands = [band for band in _runs(smooth > threshold) if band[1] - band[0] >= 0.3 * text_height]
-    if not bands:
+    window = max(3, int(text_height / 3)) | 1
+    smooth = cv2.GaussianBlur(profile.reshape(-1, 1), (1, window), 0).ravel()
+    if not (smooth > 0).any():
         return []
-    typical = float(np.median([bottom - top for top, bottom in bands]))
-    cut = []
-    for top, bottom in bands:
-        cut.extend(_split_band(smooth, top, bottom, typical))
-    return cut
+    strong = 0.15 * float(np.percentile(smooth[smooth > 0], 95))
+    peaks = [y for y in range(1, len(smooth) - 1)
+             if smooth[y] >= strong and smooth[y] >= smooth[y - 1] and smooth[y] > smooth[y + 1]]
+    lines: list[int] = []
+    for y in peaks:  # merge peaks of one line, keeping the higher
+        if lines and y - lines[-1] < 0.5 * text_height:
+            if smooth[y] > smooth[lines[-1]]:
+                lines[-1] = y
+            continue
+        lines.append(y)
+    kept = [lines[0]] if lines else []
+    for y in lines[1:]:
+        valley = float(smooth[kept[-1]:y].min())
+        if valley > 0.7 * min(smooth[kept[-1]], smooth[y]):  # no real valley between: one line
+            if smooth[y] > smooth[kept[-1]]:
+                kept[-1] = y
+            continue
+        kept.append(y)
+    rows = np.flatnonzero(profile > 0)
+    cuts = [int(rows[0])]
+    for a, b in zip(kept[:-1], kept[1:]):
+        cuts.append(a + int(np.argmin(smooth[a:b])))
+    cuts.append(int(rows[-1]) + 1)
+    return cuts
 
 
-def _split_band(profile: np.ndarray, top: int, bottom: int, typical: float) -> list[tuple[int, int]]:
-    """A band taller than 1.6 typical lines holds several touching lines: cut at the deepest valleys."""
-    count = round((bottom - top) / typical)
-    if (bottom - top) < 1.6 * typical or count < 2:
-        return [(top, bottom)]
-    cuts = [top]
-    for k in range(1, count):
-        centre = top + round(k * (bottom - top) / count)
-        lo, hi = max(top + 1, centre - round(typical / 3)), min(bottom - 1, centre + round(typical / 3))
-        cuts.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else centre)
-    cuts.append(bottom)
-    return list(zip(cuts[:-1], cuts[1:]))
+def _line_masks(ink: np.ndarray, cuts: list[int]) -> list[np.ndarray]:
+    """The ink of each line: a connected component goes whole to the line holding most of it, unless a
+    good share of it lies in another line too (strokes of two lines touching), then it is cut at the
+    boundary row."""
+    import cv2
+
+    count, labels = cv2.connectedComponents(ink, connectivity=8)
+    bands = len(cuts) - 1
+    row_band = np.clip(np.searchsorted(np.asarray(cuts[1:-1]), np.arange(ink.shape[0]), side="right"), 0,
+                       bands - 1)
+    ys, xs = np.nonzero(labels)
+    label_of = labels[ys, xs]
+    band_of = row_band[ys]
+    counts = np.bincount(label_of * bands + band_of, minlength=count * bands).reshape(count, bands)
+    main = counts.argmax(axis=1)
+    share = counts.max(axis=1) / np.maximum(counts.sum(axis=1), 1)
+    split = share < 0.75  # a component this evenly in two lines is two lines' strokes touching
+    owner = np.where(split[label_of], band_of, main[label_of])
+    masks = []
+    for band in range(bands):
+        mask = np.zeros(ink.shape, np.uint8)
+        pick = owner == band
+        mask[ys[pick], xs[pick]] = 255
+        masks.append(mask)
+    return masks
 
 
 def _word_boxes(band: np.ndarray, text_height: float) -> list[tuple[int, int, int, int]]:
@@ -205,7 +250,7 @@ def _word_boxes(band: np.ndarray, text_height: float) -> list[tuple[int, int, in
     runs = _runs(columns)
     if not runs:
         return []
-    gap = WORD_GAP * text_height
+    gap = _word_gap([b[0] - a[1] for a, b in zip(runs[:-1], runs[1:])], text_height)
     words = [list(runs[0])]
     for start, end in runs[1:]:
         # A narrow mark after a wider gap (the danda, a comma, ?) still belongs to the word before it.
@@ -221,6 +266,24 @@ def _word_boxes(band: np.ndarray, text_height: float) -> list[tuple[int, int, in
         if len(rows) and (x1 - x0) * (rows[-1] + 1 - rows[0]) >= (0.2 * text_height) ** 2:
             boxes.append((x0, int(rows[0]), x1, int(rows[-1]) + 1))
     return boxes
+
+
+def _word_gap(gaps: list[int], text_height: float) -> float:
+    """The gap width that separates words in one line: where the line's own gaps jump (the narrow gaps
+    inside words, the wide ones between), kept within a share of the text height; `WORD_GAP` of it when
+    the gaps show no clear jump.
+
+    >>> round(_word_gap([2, 3, 2, 25, 30, 4, 28], 40.0), 1), round(_word_gap([2, 3], 40.0), 1)
+    (10.0, 13.2)
+    """
+    low, high = MIN_WORD_GAP * text_height, MAX_WORD_GAP * text_height
+    ordered = sorted(g for g in gaps if g > 0)
+    best, threshold = JUMP, WORD_GAP * text_height
+    for a, b in zip(ordered[:-1], ordered[1:]):
+        # The widest jump from the narrow gaps to the wide ones (within the bounds) is where words part.
+        if b >= low and a <= high and b / max(a, 1) > best:
+            best, threshold = b / max(a, 1), math.sqrt(max(a, 1) * b)
+    return float(min(max(threshold, low), high))
 
 
 def _word(box: tuple, upright: np.ndarray, back: np.ndarray, size: tuple[int, int], text_height: float) -> Word:
