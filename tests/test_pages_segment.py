@@ -100,3 +100,24 @@ def test_a_page_without_text_has_no_lines():
     for image in (Image.fromarray(paper), Image.new("RGB", (300, 200), "white"), Image.new("L", (1, 1))):
         layout = segment_page(image)
         assert layout.lines == [] and (layout.width, layout.height) == image.size
+
+
+def test_headlines_written_on_the_rules_keep_their_words_whole():
+    """Bangla is often written hanging from the notebook's rule: the rule runs through every headline."""
+    from PIL import ImageDraw, ImageFont
+
+    from banglaocr.data.synth import ASSETS
+
+    font = ImageFont.truetype(str(ASSETS / "fonts" / "NotoSansBengali-Regular.ttf"), 44)
+    texts = ["আমার সোনার বাংলা আমি তোমায়", "ভালোবাসি চিরদিন তোমার আকাশ", "তোমার বাতাস আমার প্রাণে বাজায় বাঁশি"]
+    page = Image.new("RGB", (1000, 420), (245, 245, 240))
+    draw = ImageDraw.Draw(page)
+    for k, text in enumerate(texts):
+        draw.text((40, 60 + 110 * k), text, font=font, fill=(20, 20, 60))
+    gray = np.asarray(page.convert("L"))
+    for k in range(len(texts)):  # a rule through the line's densest row: its headline
+        band = gray[60 + 110 * k:150 + 110 * k] < 128
+        row = 60 + 110 * k + int(np.argmax(band.sum(axis=1)))
+        draw.line((0, row, 1000, row), fill=(110, 120, 190), width=2)
+    layout = segment_page(page)
+    assert [len(line) for line in layout.lines] == [len(text.split()) for text in texts]

@@ -51,6 +51,8 @@ TIGHT_PITCH = (1.05, 1.3)
 """... and on a tight page, where descenders of one line touch the ascenders of the next."""
 WORD_SPACE = (0.35, 0.9)
 """Space between two words in text sizes, drawn per line (handwriting spaces vary from writer to writer)."""
+PARAGRAPH_END = 0.12
+"""Share of lines that end a paragraph after one to three words."""
 PAGE_SKEW = 5.0
 """Largest page skew in degrees either way (`max_skew`)."""
 TRUE_CROP_MARGIN = 0.12
@@ -120,8 +122,10 @@ def _write_lines(ink: np.ndarray, rng, words, font, hand, size: int, pitch: floa
     while headline + size * 0.9 < y1:
         space = size * float(rng.uniform(*WORD_SPACE))
         x = x0 + float(rng.uniform(0, size))  # lines do not all start at the margin
+        # The last line of a paragraph: a word or three, then the rest of the line empty.
+        last = int(rng.integers(1, 4)) if rng.random() < PARAGRAPH_END else None
         line = []
-        while True:
+        while last is None or len(line) < last:
             text = words[int(rng.integers(len(words)))]
             coverage = _word_ink(text, font, rng, hand, size)
             h, w = coverage.shape

@@ -5,14 +5,16 @@ The steps, all with OpenCV on a copy of the page at most `ANALYSIS_SIDE` pixels 
 are treated alike):
 
 1. binarise: divide by the paper's own brightness (a large dilate + median: uneven light and shadows
-   flattened), then Otsu;
-2. ruled lines and margins out: long horizontal and vertical runs (morphological opening);
-3. specks out: connected components far smaller than the text;
-4. deskew: the angle in +-`MAX_SKEW` degrees whose horizontal projection is sharpest (coarse, then fine);
-5. lines: bands of the horizontal projection of the deskewed ink; a band much taller than the others
-   (touching ascenders and descenders of two lines) is cut at its deepest valley;
-6. words: in each band, runs of ink columns separated by gaps wider than a share of the band's text
-   height (Bangla letters of one word are joined by the headline, so gaps inside a word are narrow).
+   flattened), then Otsu; large dense ink touching the image's edge (the table around a photographed
+   page) out;
+2. deskew: the angle in +-`MAX_SKEW` degrees whose horizontal projection is sharpest (coarse, then fine);
+3. ruled lines and margins out on the upright ink: long horizontal and vertical runs (morphological
+   opening), except their pixels in the columns of a stroke that touches them (a headline written on the
+   rule); specks far smaller than the text out;
+4. lines: peaks of the horizontal projection (the headline makes them sharp) with a valley between; a
+   component that lies in two lines (touching ascenders and descenders) is cut at the emptiest row;
+5. words: in each line, runs of ink columns separated by gaps wider than where the line's own gaps jump
+   (Bangla letters of one word are joined by the headline, so gaps inside a word are narrow).
 
 Boxes are mapped back through the deskew rotation to the original page (the bounding box of the rotated
 corners, clipped to the page); crops are cut from the deskewed page at full resolution, upright.
@@ -41,11 +43,11 @@ ANALYSIS_SIDE = 1600
 """Longest side (pixels) of the copy the page is analysed on; boxes are scaled back."""
 MAX_SKEW = 15.0
 """Largest page skew searched for, in degrees either way."""
-WORD_GAP = 0.33
-"""A gap of ink-free columns wider than this share of the line's text height separates two words."""
 TALLEST_INK = 5.0
 """Ink taller than this many typical component heights is no text (a page's dark surround, a drawing)."""
-MIN_WORD_GAP, MAX_WORD_GAP = 0.25, 0.9
+DENSE_INK = 0.25
+"""... and covering more than this share of its bounding box (text, even joined to a rule, covers less)."""
+MIN_WORD_GAP, MAX_WORD_GAP = 0.2, 0.9
 """Bounds of the word gap a line's own gaps may choose, as shares of the text height."""
 JUMP = 1.8
 """How much wider than the gap below it a gap must be to mark where the gaps between words begin."""
@@ -81,13 +83,17 @@ def segment_page(image: Image.Image) -> PageLayout:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA) if scale < 1 else gray
-    ink = _clean(_binarise(small))
-    text_height = _text_height(ink)
-    if text_height is None:
+    ink = _without_surround(_binarise(small))
+    if _text_height(ink) is None:
         return PageLayout(width, height, 0.0, [])
+    # Deskew before the rules come out: ruled lines are only long straight runs once they are level
+    # (and they make the projection sharper for the skew search).
     angle = _skew(ink)
     rotation = cv2.getRotationMatrix2D((small.shape[1] / 2, small.shape[0] / 2), angle, 1.0)
-    upright = cv2.warpAffine(ink, rotation, (small.shape[1], small.shape[0]), flags=cv2.INTER_NEAREST)
+    upright = _clean(cv2.warpAffine(ink, rotation, (small.shape[1], small.shape[0]), flags=cv2.INTER_NEAREST))
+    text_height = _text_height(upright)
+    if text_height is None:
+        return PageLayout(width, height, 0.0, [])
     full_rotation = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
     full_upright = cv2.warpAffine(rgb, full_rotation, (width, height), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
@@ -117,15 +123,40 @@ def _binarise(gray: np.ndarray) -> np.ndarray:
     return ink
 
 
+def _without_surround(ink: np.ndarray) -> np.ndarray:
+    """The ink without what surrounds a photographed page: large dense components touching the image's
+    edge (the table, a dark border), taller and wider than `TALLEST_INK` typical components."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if count <= 1:
+        return ink
+    heights, widths = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH]
+    typical = max(1.0, float(np.median(heights[heights >= 3]))) if (heights >= 3).any() else 1.0
+    x0, y0 = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+    edge = (x0 == 0) | (y0 == 0) | (x0 + widths >= ink.shape[1]) | (y0 + heights >= ink.shape[0])
+    drop = np.zeros(count, bool)
+    # Dense, too: a ruled line runs from edge to edge as well, with the words written on it attached.
+    fill = stats[1:, cv2.CC_STAT_AREA] / np.maximum(1, heights * widths)
+    drop[1:] = edge & (heights > TALLEST_INK * typical) & (widths > TALLEST_INK * typical) & (fill > DENSE_INK)
+    return np.where(drop[labels], 0, ink).astype(np.uint8)
+
+
 def _clean(ink: np.ndarray) -> np.ndarray:
-    """Remove ruled lines, margin lines and specks from the ink mask."""
+    """Remove ruled lines, margin lines and specks from an upright ink mask; keep the strokes that cross
+    a rule (and a headline written on a rule)."""
     import cv2
 
     height, width = ink.shape
     # Longer than any word's headline (a word is rarely a third of the page wide), shorter than a rule.
     rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, max(25, width // 3)), np.uint8))
     margins = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((max(25, height // 3), 1), np.uint8))
-    ink = cv2.subtract(ink, cv2.bitwise_or(rules, margins))
+    lines = cv2.bitwise_or(rules, margins)
+    text = cv2.subtract(ink, lines)
+    # A rule's pixels right next to a stroke (a stroke crossing it, a headline on it) stay with the text.
+    thickness = max(1, int(np.percentile(_run_lengths(rules), 90))) if rules.any() else 1
+    near = cv2.dilate(text, np.ones((2 * thickness + 3, 1), np.uint8))  # in the stroke's own columns only
+    ink = cv2.bitwise_or(text, cv2.bitwise_and(lines, near))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     if count <= 1:
         return ink
@@ -133,10 +164,18 @@ def _clean(ink: np.ndarray) -> np.ndarray:
     typical = float(np.median(sizes[sizes >= 3])) if (sizes >= 3).any() else 0.0
     keep = np.zeros(count, np.uint8)
     keep[1:] = (stats[1:, cv2.CC_STAT_AREA] >= max(4.0, (0.15 * typical) ** 2)) & (sizes >= 0.2 * typical)
-    # What is far taller than the text is no text: the table or the dark edge around a photographed page,
-    # a drawing, a fold's shadow.
-    keep[1:] &= sizes <= TALLEST_INK * max(typical, 1.0)
+    # What is far taller than the text and dense is no text: a drawing, a stamp, a fold's shadow.
+    fill = stats[1:, cv2.CC_STAT_AREA] / np.maximum(1, stats[1:, cv2.CC_STAT_WIDTH] * sizes)
+    keep[1:] &= ~((sizes > TALLEST_INK * max(typical, 1.0)) & (fill > DENSE_INK))
     return np.where(keep[labels] > 0, 255, 0).astype(np.uint8)
+
+
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """Lengths of the vertical runs of a mask (a rule's thickness), over its columns."""
+    column = mask.T.reshape(-1) > 0
+    padded = np.concatenate([[False], column, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[1::2] - edges[::2]
 
 
 def _text_height(ink: np.ndarray) -> float | None:
@@ -191,7 +230,7 @@ def _line_cuts(ink: np.ndarray, text_height: float) -> list[int]:
     smooth = cv2.GaussianBlur(profile.reshape(-1, 1), (1, window), 0).ravel()
     if not (smooth > 0).any():
         return []
-    strong = 0.15 * float(np.percentile(smooth[smooth > 0], 95))
+    strong = 0.05 * float(np.percentile(smooth[smooth > 0], 95))
     peaks = [y for y in range(1, len(smooth) - 1)
              if smooth[y] >= strong and smooth[y] >= smooth[y - 1] and smooth[y] > smooth[y + 1]]
     lines: list[int] = []
@@ -233,7 +272,7 @@ def _line_masks(ink: np.ndarray, cuts: list[int]) -> list[np.ndarray]:
     counts = np.bincount(label_of * bands + band_of, minlength=count * bands).reshape(count, bands)
     main = counts.argmax(axis=1)
     share = counts.max(axis=1) / np.maximum(counts.sum(axis=1), 1)
-    split = share < 0.75  # a component this evenly in two lines is two lines' strokes touching
+    split = share < 0.8  # a component this evenly in two lines is two lines' strokes touching
     owner = np.where(split[label_of], band_of, main[label_of])
     masks = []
     for band in range(bands):
@@ -270,15 +309,17 @@ def _word_boxes(band: np.ndarray, text_height: float) -> list[tuple[int, int, in
 
 def _word_gap(gaps: list[int], text_height: float) -> float:
     """The gap width that separates words in one line: where the line's own gaps jump (the narrow gaps
-    inside words, the wide ones between), kept within a share of the text height; `WORD_GAP` of it when
+    inside words, the wide ones between), kept within a share of the text height; the least of those when
     the gaps show no clear jump.
 
-    >>> round(_word_gap([2, 3, 2, 25, 30, 4, 28], 40.0), 1), round(_word_gap([2, 3], 40.0), 1)
-    (10.0, 13.2)
+    >>> round(_word_gap([2, 3, 2, 25, 30, 4, 28], 40.0), 1), round(_word_gap([11, 12, 13], 40.0), 1)
+    (10.0, 8.0)
     """
     low, high = MIN_WORD_GAP * text_height, MAX_WORD_GAP * text_height
     ordered = sorted(g for g in gaps if g > 0)
-    best, threshold = JUMP, WORD_GAP * text_height
+    # No clear jump: the gaps are all of one kind - between words when they are wide enough (printed
+    # text, where each word is one piece), inside words when narrower.
+    best, threshold = JUMP, low
     for a, b in zip(ordered[:-1], ordered[1:]):
         # The widest jump from the narrow gaps to the wide ones (within the bounds) is where words part.
         if b >= low and a <= high and b / max(a, 1) > best:
