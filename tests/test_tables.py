@@ -14,6 +14,7 @@ from wcwidth import width as cells
 
 from banglaocr.cli import confusion_report as confusion_cli
 from banglaocr.cli import eval as eval_cli
+from banglaocr.confidence import confidence_report
 from banglaocr.report import confusion_report
 
 BORDERS = set("│┃┏┳┓┡╇┩└┴┘")
@@ -82,10 +83,12 @@ def test_eval_tables_line_up_with_bangla(monkeypatch, width, terminal):
                "mean_cer": 0.3, "wer": 0.6, "ger": 0.35, "exact_match": 0.2, "empty_predictions": 3,
                "unreadable_images": 0, "images_per_s": 12.5, "device": "cpu", "dtype": "float32", "batch_size": 16,
                "num_beams": 1}
-    rows = [{"id": f"শব্দ-{index:02d}.png", "reference": ref, "prediction": hyp, "cer": 1.0 - index / 100}
-            for index, (ref, hyp) in enumerate(zip(REFERENCES, PREDICTIONS))]
+    rows = [{"id": f"শব্দ-{index:02d}.png", "reference": ref, "prediction": hyp, "cer": 1.0 - index / 100,
+             "confidence": 1.0 - index / 50} for index, (ref, hyp) in enumerate(zip(REFERENCES, PREDICTIONS))]
+    summary["confidence"] = confidence_report(rows)
     text = rendered(eval_cli, monkeypatch, width, lambda: eval_cli._print_report(summary, rows, Path("eval-test")))
-    assert assert_aligned(text, expected_tables=2, terminal=terminal) >= eval_cli.WORST
+    # the metrics, the worst samples, the coverage table of the most confident readings
+    assert assert_aligned(text, expected_tables=3, terminal=terminal) >= eval_cli.WORST
     assert "(empty)" in text and "ক্ষমা" in text and "উজ্জ্বল" in text
 
 
