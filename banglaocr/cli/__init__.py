@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from banglaocr import __version__
-from banglaocr.cli import confusion_report, doctor, eval, merge_lora, predict, scan_dims, segment, synth, train
+from banglaocr.cli import confusion_report, doctor, eval, merge_lora, predict, review, scan_dims, segment, synth, train
 from banglaocr.cli.conventions import CONTEXT_SETTINGS, HelpCommand, HelpGroup
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ COMMANDS = [
     ("segment", segment.segment),
     ("merge-lora", merge_lora.merge_lora),
     ("doctor", doctor.doctor),
+    ("review", review.review),
 ]
 # Commands whose free arguments may look like options: train takes the original script's flags
 # (`--lora_r 256`) among its recipe overrides.
