@@ -117,6 +117,7 @@ def _serve(app, host: str, port: int, session, open_browser: bool) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
+        sock.listen(128)  # connections wait in the queue from now on: the URL printed next works at once
     except OSError as err:
         sock.close()
         raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); choose another --port "
@@ -133,7 +134,10 @@ def _serve(app, host: str, port: int, session, open_browser: bool) -> None:
 
         webbrowser.open(url)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops cleanly on Ctrl-C, then raises the signal again for the caller
+        pass
 
 
 def _summary(session) -> None:
