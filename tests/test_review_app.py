@@ -36,6 +36,7 @@ def test_the_page_and_its_items_least_confident_first(review):
     page = client.get("/")
     assert page.status_code == 200 and "/page.js" in page.text
     assert client.get("/page.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/bangla.ttf").content[:4] == b"\x00\x01\x00\x00"  # a TrueType font
     data = client.get("/api/items").json()
     confidences = [item["confidence"] for item in data["items"]]
     assert confidences == sorted(confidences) and data["items"][0]["state"] == "pending"

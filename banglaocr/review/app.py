@@ -1,7 +1,8 @@
 """The review page's web app (Starlette): the page, the items, their images, and saving.
 
 Routes:
-- `GET /` the page; `GET /page.js`, `GET /page.css` its two files (package data; no other file is served);
+- `GET /` the page; `GET /page.js`, `GET /page.css` its two files and `GET /bangla.ttf` a bundled Bangla font
+  (package data; no other file is served);
 - `GET /api/items` every item in review order (`id`, `reading`, `confidence`, `state`, `correction`, ...),
   the progress and the `train` command that adapts the model to the reviewed words;
 - `GET /image/{id}` the PNG of item `id` (a number: the item's place in the input) - only the items' own
@@ -50,9 +51,11 @@ MAX_BODY_BYTES = 16 * 1024
 """A save is one word: a body larger than this is refused (413) before it is read whole."""
 MAX_WORD_CHARS = 1000
 """A longer correction is a paste gone wrong, not a word (400)."""
-PAGE_FILES = {"/": ("page.html", "text/html; charset=utf-8"),
-              "/page.js": ("page.js", "text/javascript; charset=utf-8"),
-              "/page.css": ("page.css", "text/css; charset=utf-8")}
+PAGE_FILES = {"/": ("review/page.html", "text/html; charset=utf-8"),
+              "/page.js": ("review/page.js", "text/javascript; charset=utf-8"),
+              "/page.css": ("review/page.css", "text/css; charset=utf-8"),
+              "/bangla.ttf": ("assets/fonts/NotoSansBengali-Regular.ttf", "font/ttf")}
+"""Everything the page needs: its files and a bundled Bangla font (a browser without one shows boxes)."""
 
 
 @dataclass
@@ -102,7 +105,7 @@ def create_app(session: ReviewSession, allowed_hosts: list[str]) -> Starlette:
 
     async def page_file(request: Request) -> Response:
         name, media_type = PAGE_FILES[request.url.path]
-        return Response(resources.files("banglaocr.review").joinpath(name).read_bytes(), media_type=media_type)
+        return Response(resources.files("banglaocr").joinpath(name).read_bytes(), media_type=media_type)
 
     async def items(request: Request) -> Response:
         return JSONResponse({"items": [item_json(session, item) for item in session.order],
