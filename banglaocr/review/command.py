@@ -6,8 +6,7 @@ geometry, prompt or length than the recipe's (the shipped `tiny` reader's) - the
 words as it was trained to see them. A model banglaocr did not train (a hub base, read with Qwen's own
 resize) is trained with banglaocr's default image budget (`ImageConfig()`); `scan-dims` can refine it.
 
->>> from banglaocr.infer import read_settings
->>> adapt_command("tiny", "/data/reviewed", read_settings("tiny"))
+>>> adapt_command("tiny", "/data/reviewed")  # the model's read settings as the recipe's: no overrides
 'banglaocr train --recipe adapt_reviewed model.name_or_path=tiny data.source=/data/reviewed train.output_dir=runs/reviewed-adapted'
 """
 
