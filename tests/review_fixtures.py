@@ -49,6 +49,16 @@ def write_predictions(folder: Path, words=WORDS, marker_model: str | None = "tin
     return out
 
 
+def dataset_rows(folder: Path) -> list[dict]:
+    """Every metadata.jsonl row of a review data set, train/ then val/."""
+    rows = []
+    for split in ("train", "val"):
+        path = folder / split / "metadata.jsonl"
+        if path.exists():
+            rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return rows
+
+
 def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, str]:
     """`banglaocr review ARGS --port 0` in a subprocess; (process, its URL) once it listens."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from review_fixtures import interrupt, start_server, write_predictions
+from review_fixtures import dataset_rows, interrupt, start_server, write_predictions
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -47,15 +47,6 @@ def _wait(condition, what: str, timeout: float = 20.0):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _rows(folder: Path) -> list[dict]:
-    rows = []
-    for split in ("train", "val"):
-        path = folder / split / "metadata.jsonl"
-        if path.exists():
-            rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return rows
 
 
 def _shoot(driver, name: str) -> None:
@@ -101,7 +92,7 @@ def test_correct_five_mark_one_illegible_reload(tmp_path):
     finally:
         driver.quit()
         interrupt(process)
-    rows = _rows(tmp_path / "ds")
+    rows = dataset_rows(tmp_path / "ds")
     assert sorted((row["source"], row["text"]) for row in rows) == sorted(zip(shown, CORRECTIONS))
     assert all(row["reviewed"] is True and row["model_reading"] != row["text"] for row in rows)
     state = json.loads((tmp_path / "ds" / "review-state.json").read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from review_fixtures import interrupt, start_server, write_predictions
+from review_fixtures import dataset_rows, interrupt, start_server, write_predictions
 
 
 def _post(url: str, item_id: int, body: dict) -> dict:
@@ -38,15 +38,6 @@ def _raw_status(url: str, path: str) -> int:
     return status
 
 
-def _rows(folder) -> list[dict]:
-    rows = []
-    for split in ("train", "val"):
-        path = folder / split / "metadata.jsonl"
-        if path.exists():
-            rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return rows
-
-
 def test_sigkill_after_a_save_loses_nothing_and_a_restart_resumes(tmp_path):
     predictions = write_predictions(tmp_path)
     (tmp_path / "secret.txt").write_text("secret", encoding="utf-8")
@@ -62,7 +53,7 @@ def test_sigkill_after_a_save_loses_nothing_and_a_restart_resumes(tmp_path):
     finally:
         process.kill()  # SIGKILL: no handler runs, nothing is flushed on the way out
         process.communicate()
-    assert [(row["text"], row["model_reading"]) for row in _rows(tmp_path / "ds")] == [("গাছে", "গা")]
+    assert [(row["text"], row["model_reading"]) for row in dataset_rows(tmp_path / "ds")] == [("গাছে", "গা")]
     state = json.loads((tmp_path / "ds" / "review-state.json").read_text(encoding="utf-8"))
     assert state["items"]["crops/w09.png"]["state"] == "saved"
 
