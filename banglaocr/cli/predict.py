@@ -36,6 +36,8 @@ import errno
 import glob
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +54,9 @@ from banglaocr.cli.predict_output import (CSV_COLUMNS, FORMATS, OutputPlan, form
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 PROGRESS_FROM = 64
 """Show a progress bar from this many inputs on (fewer finish before a bar would help)."""
+PREDICT_LAYOUTS = ("word", "page")
+PAGES_PROGRESS_FROM = 4
+"""--layout page: show a progress bar from this many inputs on."""
 CHUNK_INPUTS = 1024
 """Default of --chunk-size: inputs decoded and read at a time (several processes share a chunk's batches)."""
 
@@ -207,6 +212,21 @@ def predict(
                                    help="Mark readings whose confidence is below P (0-1) as flagged: the ones to "
                                         "check; stderr says how many.")
     ] = None,
+    layout: Annotated[
+        str, typer.Option("--layout", metavar=one_of(PREDICT_LAYOUTS),
+                          help="word: every input is one word crop, one row each. page: every input is a page "
+                               "image or a PDF, cut into lines and words as segment does; one row per page, with "
+                               "its text line by line and a box and confidence per word.")
+    ] = "word",
+    dpi: Annotated[
+        int, typer.Option("--dpi", min=50, max=600, metavar="N",
+                          help="--layout page: the resolution PDF pages are rendered at.")
+    ] = 200,
+    draw_boxes: Annotated[
+        Path | None, typer.Option("--draw-boxes", metavar="DIR",
+                                  help="--layout page: also write every page with its word boxes to DIR/NAME.png "
+                                       "(red below --flag-below, or 0.5 without it; green above; grey blank).")
+    ] = None,
 ) -> None:
     """Read word images with a trained model: one row per image, in input order.
 
@@ -218,35 +238,89 @@ def predict(
 
     Millions of scans, 4 GPUs, resumable: accelerate launch --multi_gpu --num_processes 4 -m banglaocr
     predict --model runs/kaggle_t4x2 scans/ --out rows.jsonl --resume
+
+    Pages and PDFs: banglaocr predict --model runs/cpu_demo --layout page notes.pdf --out pages.jsonl
+    --draw-boxes boxes/
     """
     with user_errors():
-        from banglaocr.files import expand_home
+        counts, total, kept, out, rank, world = _run(
+            ctx, (model, adapter, precision, device), inputs, (out, fmt, resume, overwrite),
+            (batch_size, num_beams, chunk_size), flag_below, (layout, dpi, draw_boxes))
+    if layout == "page":
+        _report_pages(counts, out, rank == 0, world)
+    else:
+        _report(counts, total, kept, out, rank == 0, world)
 
-        model, adapter = expand_home(model, "--model"), adapter and expand_home(adapter, "--adapter")
-        output_format = _choose_format(fmt, out)
-        _check_flags(out, resume, overwrite)
-        out = expand_home(out, "--out") if out is not None else None
-        inputs, overrides, batch_size, num_beams = _split_overrides(ctx, inputs, batch_size, num_beams)
-        pairs = expand_inputs(inputs, stdin_names(_read_stdin()) if "-" in inputs else None)
-        rank, world, launched_device = launched_processes()
-        device = device or launched_device
-        plan = _plan(out, output_format, resume, overwrite,
-                     lambda: _reader(model, adapter, num_beams, precision, device, overrides), rank, world)
-        todo, skip = resume_plan(pairs, plan.existing.files, chunk_size)
-        loaded, settings = load_quietly(model, adapter, precision, device)
-        settings = with_reading_overrides(settings, overrides)
-        marker = None
-        if out is not None and rank == 0 and plan.state not in ("stdout", "stream"):
-            marker = marker_record(output_format, _reader(model, adapter, num_beams, precision, device, overrides),
-                                   {"batch_size": batch_size, "chunk_size": chunk_size, "flag_below": flag_below})
+
+def _run(ctx: typer.Context, reader_options: tuple, inputs: list[str], output: tuple, reading: tuple,
+         flag_below: float | None, pages: tuple) -> tuple[dict, int, int, Path | None, int, int]:
+    """predict's whole job but the report: (counts, inputs, rows kept by --resume, --out, rank, processes).
+    `reader_options` = (model, adapter, precision, device); `output` = (--out, --format, --resume,
+    --overwrite); `reading` = (batch size, beams, chunk size); `pages` = (--layout, --dpi, --draw-boxes)."""
+    from banglaocr.files import expand_home
+
+    model, adapter, precision, device = reader_options
+    out, fmt, resume, overwrite = output
+    batch_size, num_beams, chunk_size = reading
+    layout, dpi, draw_dir = pages
+    model, adapter = expand_home(model, "--model"), adapter and expand_home(adapter, "--adapter")
+    output_format = _choose_format(fmt, out)
+    _check_flags(out, resume, overwrite, layout, draw_dir)
+    out = expand_home(out, "--out") if out is not None else None
+    inputs, overrides, batch_size, num_beams = _split_overrides(ctx, inputs, batch_size, num_beams)
+    stdin_lines = stdin_names(_read_stdin()) if "-" in inputs else None
+    pairs = _page_inputs(inputs, stdin_lines) if layout == "page" else expand_inputs(inputs, stdin_lines)
+    rank, world, launched_device = launched_processes()
+    device = device or launched_device
+    claims = {}
+    claim_boxes = None if draw_dir is None else lambda: claims.setdefault("boxes", _claim_boxes(draw_dir, overwrite))
+    plan = _plan(out, output_format, resume, overwrite,
+                 lambda: _reader(model, adapter, num_beams, precision, device, overrides), rank, world, claim_boxes)
+    todo, skip = resume_plan(pairs, plan.existing.files, chunk_size)
+    loaded, settings = load_quietly(model, adapter, precision, device)
+    settings = with_reading_overrides(settings, overrides)
+    marker = None
+    if out is not None and rank == 0 and plan.state not in ("stdout", "stream"):
+        told = {"batch_size": batch_size, "chunk_size": chunk_size, "flag_below": flag_below}
+        marker = marker_record(output_format, _reader(model, adapter, num_beams, precision, device, overrides),
+                               told if layout == "word" else {**told, "dpi": dpi}, layout)
+    if layout == "page":
+        counts = _write_page_rows(loaded, settings, pairs, (out, plan, marker), (output_format, flag_below),
+                                  (batch_size, num_beams, dpi), claims.get("boxes"), rank, world)
+    else:
         counts = _write_rows(loaded, settings, todo, skip, (out, plan, marker), (output_format, flag_below),
                              (batch_size, num_beams, chunk_size), rank, world)
-        leave_launched_processes(world)
-    _report(counts, len(pairs), len(plan.existing.files), out, rank == 0, world)
+    leave_launched_processes(world)
+    return counts, len(pairs), len(plan.existing.files), out, rank, world
 
 
-def _check_flags(out: Path | None, resume: bool, overwrite: bool) -> None:
+def _page_inputs(inputs: list[str], stdin_lines: list[str] | None) -> list[tuple[str, str | None]]:
+    """--layout page: `segment.expand_page_inputs` (folders give their PDFs too), `-` as the paths on stdin."""
+    from banglaocr.cli.segment import expand_page_inputs
+
+    items = []
+    for item in inputs:
+        items.extend(stdin_lines or [] if item == "-" else [item])
+    return expand_page_inputs(items)
+
+
+def _claim_boxes(folder: Path, overwrite: bool) -> Path:
+    from banglaocr.cli.predict_pages import claim_boxes_folder
+
+    return claim_boxes_folder(folder, overwrite)
+
+
+def _check_flags(out: Path | None, resume: bool, overwrite: bool, layout: str = "word",
+                 draw_dir: Path | None = None) -> None:
     from banglaocr.errors import UserError
+
+    if layout not in PREDICT_LAYOUTS:
+        raise UserError(f"--layout must be one of {', '.join(PREDICT_LAYOUTS)}, got {layout!r}")
+    if draw_dir is not None and layout != "page":
+        raise UserError("--draw-boxes draws the word boxes of pages: give it with --layout page")
+    if resume and layout == "page":
+        raise UserError("--resume keeps word rows: with --layout page, read the pages again into a new --out "
+                        "(or read fewer pages at a time)")
 
     if resume and out is None:
         raise UserError("--resume needs --out (the file whose rows are kept)")
@@ -287,9 +361,11 @@ def _reader(model: str, adapter: str | None, num_beams: int, precision: str, dev
     return reader_record(model, adapter, settings, num_beams, precision, device)
 
 
-def _plan(out: Path | None, fmt: str, resume: bool, overwrite: bool, reader, rank: int, world: int) -> OutputPlan:
+def _plan(out: Path | None, fmt: str, resume: bool, overwrite: bool, reader, rank: int, world: int,
+          also=None) -> OutputPlan:
     """The output policy's verdict on `--out`, before the model loads: the main process decides (and reads
-    what --resume keeps), every process gets the same plan - or the same one-line refusal."""
+    what --resume keeps), every process gets the same plan - or the same one-line refusal. `also`: a
+    further claim the main process makes (--draw-boxes), refused the same way."""
     from banglaocr.errors import UserError
 
     plan = OutputPlan("stdout")
@@ -298,6 +374,11 @@ def _plan(out: Path | None, fmt: str, resume: bool, overwrite: bool, reader, ran
             plan = plan_output(out, fmt, resume=resume, overwrite=overwrite, reader=reader() if resume else None)
             if plan.state != "stream":
                 check_writable(out, "file")  # a folder no new file can be made in, read-only media, ...
+        except UserError as err:
+            plan = OutputPlan("refused", error=str(err))
+    if rank == 0 and also is not None and plan.error is None:
+        try:
+            also()
         except UserError as err:
             plan = OutputPlan("refused", error=str(err))
     if world > 1:
@@ -337,6 +418,27 @@ def _row_writer(out: Path | None, plan: OutputPlan, handle, main: bool):
     return guarded(handle.write), guarded(handle.close)  # close: the last bytes reach the disk here
 
 
+@contextmanager
+def _rows_output(out: Path | None, plan: OutputPlan, marker: dict | None, main: bool) -> Iterator:
+    """Yields `write(text)`: rows to --out (opened as `plan` says, the marker beside it) or stdout, by the main
+    process only; flushed and closed at the end. A reader of stdout that went away (`| head`) ends the run
+    quietly with exit code 1, like other command-line tools."""
+    handle = open_rows(out, plan, marker) if out is not None and main else None
+    write, finish = _row_writer(out, plan, handle, main)
+    try:
+        yield write
+        finish()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    finally:
+        if handle is not None and not handle.closed:
+            try:
+                handle.close()
+            except OSError:
+                pass  # a write failed before and said so in its line
+
+
 def _write_rows(loaded, settings, todo, skip: int, target, shape: tuple, reading: tuple[int, int, int], rank,
                 world) -> dict:
     """Read `todo` and write its rows in input order, but for the first `skip` (written already); the main
@@ -345,10 +447,8 @@ def _write_rows(loaded, settings, todo, skip: int, target, shape: tuple, reading
     out, plan, marker = target
     output_format, flag_below = shape
     main = rank == 0
-    handle = open_rows(out, plan, marker) if out is not None and main else None
-    write, finish = _row_writer(out, plan, handle, main)
     counts = {"failed": 0, "blank": 0, "nonfinite": 0, "written": 0, "flagged": 0}
-    try:
+    with _rows_output(out, plan, marker, main) as write:
         if output_format == "csv" and not plan.existing.header:
             write(",".join(CSV_COLUMNS) + "\n")
         with progress_bar(len(todo), "predict", show=main and len(todo) >= PROGRESS_FROM) as advance:
@@ -365,17 +465,39 @@ def _write_rows(loaded, settings, todo, skip: int, target, shape: tuple, reading
                 flagged = flag_below is not None and confidence is not None and confidence.sequence < flag_below
                 counts["flagged"] += flagged
                 write(format_row(file, text, error, output_format, blank=blank, confidence=confidence, flagged=flagged))
-        finish()
-    except BrokenPipeError:
-        # The reader of stdout went away (`| head`): stop quietly, like other command-line tools.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(1) from None
-    finally:
-        if handle is not None and not handle.closed:
-            try:
-                handle.close()
-            except OSError:
-                pass  # a write failed before and said so in its line
+    return counts
+
+
+def _write_page_rows(loaded, settings, pairs, target, shape: tuple, reading: tuple[int, int, int],
+                     draw_dir: Path | None, rank: int, world: int) -> dict:
+    """--layout page: segment and read every page of `pairs`, one row per page in input order (the main
+    process writes, and draws the boxes into `draw_dir`). `reading` = (batch size, beams, dpi)."""
+    from banglaocr.cli.predict_pages import PAGE_CSV_COLUMNS, draw_page, error_row, page_counts, page_row
+    from banglaocr.pages.reading import read_pages
+
+    out, plan, marker = target
+    output_format, flag_below = shape
+    batch_size, num_beams, dpi = reading
+    main = rank == 0
+    counts = {"inputs": len(pairs), "pages": 0, "failed": 0, "words": 0, "blank": 0, "nonfinite": 0, "flagged": 0}
+    names: dict[str, str] = {}
+    with _rows_output(out, plan, marker, main) as write:
+        if output_format == "csv":
+            write(",".join(PAGE_CSV_COLUMNS) + "\n")
+        with progress_bar(len(pairs), "predict", show=main and len(pairs) >= PAGES_PROGRESS_FROM) as advance:
+            for source, problem in pairs:
+                if problem is not None:
+                    counts["failed"] += 1
+                    write(error_row(source, problem, output_format))
+                for page in [] if problem is not None else read_pages(
+                        loaded.model, loaded.tokenizer, [source], settings, dpi=dpi, batch_size=batch_size,
+                        num_beams=num_beams, process_index=rank, num_processes=world):
+                    for key, value in page_counts(page, flag_below).items():
+                        counts[key] += value
+                    write(page_row(page, output_format, flag_below))
+                    if main and draw_dir is not None and page.error is None:
+                        draw_page(page, draw_dir, names, flag_below)
+                advance(1)
     return counts
 
 
@@ -403,5 +525,28 @@ def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool, w
             raise typer.Exit(1)
         # Under accelerate launch a non-zero exit of any process makes the launcher print a traceback of its
         # own; the error rows and the line above say what failed.
+        err_console.print("exit code 0 under accelerate launch: count the error rows to know what failed",
+                          highlight=False)
+
+
+def _report_pages(counts: dict, out: Path | None, main: bool, world: int) -> None:
+    if not main:
+        return
+    summary = f"{counts['pages']} page(s) of {counts['inputs']} input(s), {counts['words']} word(s)"
+    if counts["blank"]:
+        summary += f", {counts['blank']} blank crop(s)"
+    if counts["flagged"]:
+        summary += f", {counts['flagged']} reading(s) flagged (confidence below --flag-below)"
+    err_console.print(summary + (f": wrote them to {out}" if out is not None else ""), highlight=False)
+    if counts["nonfinite"]:
+        from banglaocr.infer import NONFINITE_ERROR
+
+        err_console.print(f"[yellow]{counts['nonfinite']} word(s): {NONFINITE_ERROR} (their words are errors)[/]",
+                          highlight=False)
+    if counts["failed"]:
+        err_console.print(f"[yellow]{counts['failed']} input(s) or page(s) could not be read (their rows are "
+                          "errors)[/]", highlight=False)
+        if world == 1:
+            raise typer.Exit(1)
         err_console.print("exit code 0 under accelerate launch: count the error rows to know what failed",
                           highlight=False)

@@ -185,6 +185,8 @@ def plan_output(out: Path | None, fmt: str, *, resume: bool, overwrite: bool, re
         return _plan_resume(out, fmt, reader)
 
     def ours(path: Path, marker: dict) -> bool:  # predict's marker, and rows that parse in its format
+        if marker.get("layout") == "page":  # page rows: predict's marker is all there is to check
+            return marker.get("format") in FORMATS
         try:
             read_rows(path, str(marker.get("format")))
         except (ValueError, OSError):
@@ -230,13 +232,14 @@ def _plan_resume(out: Path, fmt: str, reader: dict | None) -> OutputPlan:
         raise UserError(f"cannot read --out {out}: {err.strerror or err}") from None
 
 
-def marker_record(fmt: str, reader: dict, reading: dict) -> dict:
+def marker_record(fmt: str, reader: dict, reading: dict, layout: str = "word") -> dict:
     """The sidecar's content: written by predict, in `fmt`, by `reader`; `reading` (batch and chunk size) is
-    told, not checked."""
+    told, not checked; `layout` 'page' for the page rows of `--layout page` (word rows say nothing)."""
     from banglaocr import __version__
 
-    return {"written_by": "banglaocr predict", "version": __version__, "format": fmt, "reader": reader,
-            "reading": reading}
+    record = {"written_by": "banglaocr predict", "version": __version__, "format": fmt, "reader": reader,
+              "reading": reading}
+    return record if layout == "word" else {**record, "layout": layout}
 
 
 def open_rows(out: Path, plan: OutputPlan, marker: dict | None):

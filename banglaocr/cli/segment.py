@@ -156,17 +156,10 @@ def _unique(stem: str, names: set[str]) -> str:
 
 def _draw(image, layout, target: Path) -> None:
     """The page with each word's box (red) and each line's first word marked (blue)."""
-    from PIL import ImageDraw
+    from banglaocr.pages.drawing import BLUE, RED, draw_boxes, save_drawing
 
-    canvas = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(canvas)
-    width = max(1, round(max(canvas.size) / 800))
-    for line in layout.lines:
-        for k, word in enumerate(line):
-            x0, y0, x1, y1 = word.box
-            draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=(0, 90, 255) if k == 0 else (230, 0, 0), width=width)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(target)
+    boxes = [(word.box, BLUE if k == 0 else RED) for line in layout.lines for k, word in enumerate(line)]
+    save_drawing(draw_boxes(image, boxes), target)
 
 
 def _report(summary: dict, out: Path) -> None:

@@ -17,6 +17,7 @@ pages - raises `UnreadableImage` with a one-line reason; the caller counts it an
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,19 +77,7 @@ def open_pages(path: str | Path, *, dpi: int = PDF_DPI, out_dir: Path | None = N
 
 
 def _pdf_pages(path: Path, source: str, dpi: int, out_dir: Path | None, name: str) -> Iterator[PageImage]:
-    import pypdfium2 as pdfium
-
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(1024)
-    except OSError as err:
-        raise UnreadableImage(f"cannot read the PDF ({err.strerror or first_line(err)})") from None
-    if PDF_MAGIC not in head:
-        raise UnreadableImage("not a PDF (no %PDF- header)")
-    try:
-        document = pdfium.PdfDocument(str(path))
-    except pdfium.PdfiumError as err:
-        raise UnreadableImage(f"not a readable PDF ({first_line(err)})") from None
+    document = _open_pdf(path)
     try:
         if len(document) == 0:
             raise UnreadableImage("a PDF without pages")
@@ -108,7 +97,62 @@ def _pdf_pages(path: Path, source: str, dpi: int, out_dir: Path | None, name: st
         document.close()
 
 
-def _render(document, index: int, dpi: int) -> Image.Image:
+def render_pdf_page(path: str | Path, page: int, width: int) -> Image.Image:
+    """Page `page` (1-based) of a PDF, rendered `width` pixels wide: the page `open_pages` gave when it
+    rendered it that wide, so boxes found on it cut the same words. The last few pages rendered are kept
+    (a review cuts many words from one page). `UnreadableImage` for a PDF or page that cannot be read.
+
+    >>> render_pdf_page("missing.pdf", 1, 800)
+    Traceback (most recent call last):
+    ...
+    banglaocr.data.decode.UnreadableImage: cannot read the PDF (No such file or directory)
+    """
+    path = Path(path)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as err:
+        raise UnreadableImage(f"cannot read the PDF ({err.strerror or first_line(err)})") from None
+    return _rendered_page(str(path), stamp, page, width).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _rendered_page(path: str, stamp: int, page: int, width: int) -> Image.Image:
+    import pypdfium2 as pdfium
+
+    document = _open_pdf(Path(path))
+    try:
+        if not 1 <= page <= len(document):
+            raise UnreadableImage(f"the PDF has no page {page} (it has {len(document)})")
+        points = document[page - 1].get_size()[0]
+        # The whole dpi that gives this width: the very scale `open_pages` rendered at, so the very pixels.
+        image = _render(document, page - 1, max(1, round(72 * width / points)))
+        if image.width != width:  # rounding in the renderer: the boxes are in `width` pixels
+            image = image.resize((width, round(image.height * width / image.width)))
+        return image
+    except pdfium.PdfiumError as err:
+        raise UnreadableImage(f"page {page} cannot be rendered ({first_line(err)})") from None
+    finally:
+        document.close()
+
+
+def _open_pdf(path: Path):
+    """The PDF as a pypdfium2 document (the caller closes it); `UnreadableImage` when it is none."""
+    import pypdfium2 as pdfium
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError as err:
+        raise UnreadableImage(f"cannot read the PDF ({err.strerror or first_line(err)})") from None
+    if PDF_MAGIC not in head:
+        raise UnreadableImage("not a PDF (no %PDF- header)")
+    try:
+        return pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as err:
+        raise UnreadableImage(f"not a readable PDF ({first_line(err)})") from None
+
+
+def _render(document, index: int, dpi: float) -> Image.Image:
     """Page `index` as RGB at `dpi`, at a lower resolution when `dpi` would exceed the pixel limit."""
     import pypdfium2 as pdfium
 

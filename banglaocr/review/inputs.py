@@ -70,6 +70,10 @@ class ReviewItem:
     """Its position in the input: the id the review page names it by."""
     outside: bool = False
     """Its file lies outside the input folder (a symlink, a `../` crop): never read, never served."""
+    pdf_page: int | None = None
+    """`image` is a PDF and the word is cut from this page of it (1-based), rendered `page_width` pixels wide
+    as `predict --layout page` rendered it."""
+    page_width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ def _prediction_items(path: Path) -> list[ReviewItem]:
             raise UserError(f"INPUT {path}:{number} is not a predict row (no 'file')")
         image = _listed_path(path.parent, row["file"])
         if "lines" in row:
-            items += _page_row_items(row, image, f"{path}:{number}")
+            items += _page_row_items(row, path.parent, f"{path}:{number}")
         else:
             items.append(ReviewItem(key=row["file"], image=image, source=row["file"], page=row["file"],
                                     reading=_reading(row), confidence=_confidence(row.get("confidence")),
@@ -174,19 +178,33 @@ def _confidence(value: Any) -> float | None:
     return min(1.0, max(0.0, float(value)))
 
 
-def _page_row_items(row: dict, image: Path, where: str) -> list[ReviewItem]:
-    """The words of a `predict --layout page` row, each cut from the page by its box."""
+def _page_row_items(row: dict, folder: Path, where: str) -> list[ReviewItem]:
+    """The words of a `predict --layout page` row, each cut from the page by its box (a PDF page's row names
+    the PDF as `source`, its `page` and the `width` it was rendered at)."""
+    from banglaocr.pages.sources import is_pdf
+
     lines = row.get("lines")
     if not isinstance(lines, list) or not all(isinstance(line, list) for line in lines):
         raise UserError(f"INPUT {where}: 'lines' must be a list of lines, each a list of words")
-    page = row["file"] if row.get("page") in (None, "") else f"{row['file']}#{row['page']}"
+    source, number, width = row.get("source"), row.get("page"), row.get("width")
+    pdf_page = None
+    if isinstance(source, str) and source and is_pdf(source) and _positive_int(number) and _positive_int(width):
+        image, pdf_page = _listed_path(folder, source), number
+    else:
+        image, source = _listed_path(folder, row["file"]), row["file"]
+    page = row["file"]
     items = []
     for word in (word for line in lines for word in line):
         box = _box(word.get("box") if isinstance(word, dict) else None, where)
-        items.append(ReviewItem(key=f"{page}#{','.join(map(str, box))}", image=image, source=row["file"],
+        items.append(ReviewItem(key=f"{page}#{','.join(map(str, box))}", image=image, source=source,
                                 page=page, box=box, cut=True, reading=_reading(word),
-                                confidence=_confidence(word.get("confidence"))))
+                                confidence=_confidence(word.get("confidence")),
+                                pdf_page=pdf_page, page_width=width if pdf_page else None))
     return items
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _box(value: Any, where: str) -> tuple[int, int, int, int]:
@@ -265,7 +283,12 @@ def open_item_image(item: ReviewItem):
 
     if item.error is not None and item.outside:
         raise UnreadableImage(item.error)
-    image = open_image(str(item.image))
+    if item.pdf_page is not None:
+        from banglaocr.pages.sources import render_pdf_page
+
+        image = render_pdf_page(item.image, item.pdf_page, item.page_width)
+    else:
+        image = open_image(str(item.image))
     if not item.cut:
         return image
     x0, y0, x1, y1 = item.box
