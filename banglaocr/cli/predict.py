@@ -537,7 +537,8 @@ def _report_pages(counts: dict, out: Path | None, main: bool, world: int) -> Non
         summary += f", {counts['blank']} blank crop(s)"
     if counts["flagged"]:
         summary += f", {counts['flagged']} reading(s) flagged (confidence below --flag-below)"
-    err_console.print(summary + (f": wrote them to {out}" if out is not None else ""), highlight=False)
+    err_console.print(summary + (f": wrote them to {out}" if out is not None else ""), highlight=False,
+                      soft_wrap=True)
     if counts["nonfinite"]:
         from banglaocr.infer import NONFINITE_ERROR
 
