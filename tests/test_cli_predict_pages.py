@@ -149,3 +149,28 @@ def test_review_takes_the_page_rows_and_cuts_pdf_words_from_the_rendered_page(in
     assert list(open_item_image(first).get_flattened_data()) == list(rendered.crop(box).get_flattened_data())
     pages = {item.page for item in review.items}
     assert {r["file"] for r in rows} == pages  # the words of one page stay one page (one split)
+
+
+def test_a_fifo_and_a_missing_page_are_error_rows_never_a_hang(inputs, tmp_path):
+    """A FIFO named like an image or a PDF would block the first read: it is refused before any read (predict
+    and segment share `open_pages`); an alarm fails the test instead of hanging the suite."""
+    import os
+    import signal
+
+    os.mkfifo(tmp_path / "pipe.png")
+    os.mkfifo(tmp_path / "pipe.pdf")
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("a FIFO blocked the read"))
+    signal.alarm(120)
+    try:
+        result = runner.invoke(app, ["predict", "--model", "tiny", "--layout", "page", "--format", "jsonl",
+                                     str(tmp_path / "pipe.png"), str(tmp_path / "pipe.pdf"),
+                                     str(tmp_path / "missing.png"), str(inputs / "one.png")])
+        segmented = runner.invoke(app, ["segment", str(tmp_path / "pipe.pdf"), "--out", str(tmp_path / "seg")])
+    finally:
+        signal.alarm(0)
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [row.get("error") for row in rows] == [f"not a regular file: {tmp_path / 'pipe.png'}",
+                                                 f"not a regular file: {tmp_path / 'pipe.pdf'}",
+                                                 f"no such file: {tmp_path / 'missing.png'}", None]
+    assert result.exit_code == 1 and segmented.exit_code == 1
+    assert "not a regular file" in segmented.output and "Traceback" not in segmented.output

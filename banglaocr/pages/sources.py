@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from banglaocr.data.decode import MAX_PIXELS, UnreadableImage, decode
+from banglaocr.data.decode import MAX_PIXELS, UnreadableImage
 from banglaocr.errors import first_line
 
 PDF_MAGIC = b"%PDF-"
@@ -55,6 +55,8 @@ def is_pdf(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix.lower() == ".pdf":
         return True
+    if not path.is_file():  # a FIFO would block the read
+        return False
     try:
         with open(path, "rb") as handle:
             return handle.read(len(PDF_MAGIC)) == PDF_MAGIC
@@ -71,7 +73,10 @@ def open_pages(path: str | Path, *, dpi: int = PDF_DPI, out_dir: Path | None = N
     cannot be read."""
     source = str(path)
     if not is_pdf(path):
-        yield PageImage(file=source, source=source, page=None, image=decode(source))
+        from banglaocr.data.sources import open_image
+
+        # predict's own checks first: a missing file, a FIFO (which would block), an empty file
+        yield PageImage(file=source, source=source, page=None, image=open_image(source))
         return
     yield from _pdf_pages(Path(path), source, dpi, out_dir, name or Path(path).stem)
 
@@ -139,6 +144,8 @@ def _open_pdf(path: Path):
     """The PDF as a pypdfium2 document (the caller closes it); `UnreadableImage` when it is none."""
     import pypdfium2 as pdfium
 
+    if not path.is_file():  # a FIFO would block the read below
+        raise UnreadableImage(f"not a regular file: {path}" if path.exists() else f"no such file: {path}")
     try:
         with open(path, "rb") as handle:
             head = handle.read(1024)
