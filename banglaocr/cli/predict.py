@@ -1,5 +1,7 @@
 """`banglaocr predict`: read word images with a trained model; one output row per input image.
 
+`--layout page` reads pages and PDFs instead, one row per page (`cli/predict_pages`).
+
 Inputs are image files, folders (searched recursively for image files, sorted), glob patterns
 (expanded here too, for shells that do not) or `-` (paths on stdin, one per line, or NUL-separated
 as `find -print0` writes them; bytes that are not UTF-8 are fine). Every image gets exactly one row,
@@ -228,7 +230,8 @@ def predict(
                                        "(red below --flag-below, or 0.5 without it; green above; grey blank).")
     ] = None,
 ) -> None:
-    """Read word images with a trained model: one row per image, in input order.
+    """Read word images with a trained model: one row per image, in input order (--layout page: pages and
+    PDFs, one row per page with its text line by line and a box and confidence per word).
 
     Example: banglaocr predict --model tiny examples/words/*.png
 
