@@ -48,6 +48,7 @@ def test_cpu_smoke_run_trains_with_the_real_loop_and_reports_every_key():
     assert result["mfu"] == pytest.approx(expected, rel=0.05)
 
 
+@pytest.mark.slow  # over 15 s on 2 cores: in .ci/run's second step, with the other long runs
 def test_cpu_smoke_run_of_the_device_map_mode_trains_with_offloaded_layers(tmp_path):
     """--device-map: one process, model.device_map=auto with max_memory (on the CPU: what does not fit 3 MB of
     the 11 MB model goes to disk) - the real loop trains through accelerate's offload hooks and the line says how

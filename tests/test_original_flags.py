@@ -40,6 +40,7 @@ def command(out: Path, data: Path, *extra: str) -> list[str]:
             str(data), "--model_name", "tiny", *extra]
 
 
+@pytest.mark.slow  # over 15 s on 2 cores: in .ci/run's second step, with the other long runs
 def test_the_original_kaggle_command_trains(word_folder, tmp_path):
     out = tmp_path / "run"
     # Overrides only for a quick CPU check: no evaluation sample limit changes what the flags say.

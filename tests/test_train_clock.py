@@ -24,6 +24,7 @@ ARGS = ("lora.r=4", "lora.alpha=8", "lora.dropout=0.1", "augment.enabled=true", 
         "train.log_steps=10", "train.batch_size=16")
 
 
+@pytest.mark.slow  # over 15 s on 2 cores: in .ci/run's second step, with the other long runs
 def test_a_time_limited_run_stops_with_a_checkpoint_and_resumes_exactly(tmp_path):
     reference = tmp_path / "reference"
     helpers.train(reference, *ARGS)

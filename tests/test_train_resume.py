@@ -158,6 +158,7 @@ def _wait_for_step(output_dir: Path, process: subprocess.Popen, step: int, timeo
     pytest.fail(f"no step {step} within {timeout} s")
 
 
+@pytest.mark.slow  # over 15 s on 2 cores: in .ci/run's second step, with the other long runs
 def test_sigterm_to_a_cli_child_exits_143_and_resume_auto_matches(tmp_path):
     """`python -m banglaocr train` stopped by SIGTERM mid-way exits 143 after saving a checkpoint of the
     step it reached; `--resume auto` finishes with the uninterrupted run's weights."""

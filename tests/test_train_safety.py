@@ -233,6 +233,7 @@ def test_an_output_folder_that_cannot_be_created_is_one_line(where, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # over 15 s on 2 cores: in .ci/run's second step, with the other long runs
 def test_two_concurrent_runs_into_one_folder(tmp_path):
     """The second exits 2 at once, naming the first's process; the first finishes unharmed."""
     out = tmp_path / "run"
