@@ -300,6 +300,7 @@ def test_one_stage_over_everything_is_the_plain_run(tmp_path):
     assert [r["loss"] for r in helpers.log_rows(plain)] == [r["loss"] for r in helpers.log_rows(staged)]
 
 
+@pytest.mark.slow  # two processes, over 12 s on 2 cores: in .ci/run's second step
 def test_ddp_ranks_change_stage_together_and_match_one_process(tmp_path):
     """Two gloo processes: bit-identical weights on both ranks, the stage change at the same step as a
     one-process run that sees the same micro-batches (batch 4 x accumulation 2), and the same weights

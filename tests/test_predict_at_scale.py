@@ -103,6 +103,7 @@ def test_killed_half_way_then_resume_gives_the_uninterrupted_file(one_process, i
     assert out.read_bytes() == one_process
 
 
+@pytest.mark.slow  # two processes, over 12 s on 2 cores: in .ci/run's second step
 def test_resume_under_two_processes_after_a_torn_last_line(one_process, one_process_marker, inputs, tmp_path):
     """A job killed while writing leaves half a row: --resume cuts it and appends the rest, in order."""
     out = tmp_path / "rows.jsonl"
@@ -124,6 +125,7 @@ def test_resume_needs_out_and_the_same_format(inputs, tmp_path):
     assert missing.returncode == 2 and "--resume needs --out" in missing.stderr
 
 
+@pytest.mark.slow  # two processes, over 12 s on 2 cores: in .ci/run's second step
 def test_eval_under_two_processes_equals_one(tmp_path):
     """`eval` shares the generation over the processes; the main one writes the same files as one process."""
     data = str(helpers.synth_dir())

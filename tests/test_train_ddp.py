@@ -83,6 +83,7 @@ LORA_ARGS = ("lora.r=4", "lora.alpha=8", "lora.dropout=0.0", "augment.enabled=fa
              "train.eval_steps=0")
 
 
+@pytest.mark.slow  # two processes, over 12 s on 2 cores: in .ci/run's second step
 def test_lora_with_gradient_accumulation_matches_one_process(tmp_path):
     """LoRA, 2 ranks x batch 4 x grad_accum_steps 2 (the `no_sync` branch: no all-reduce on the first
     micro-batch of a step) == 1 process x batch 4 x grad_accum_steps 4: the same four global micro-batches
