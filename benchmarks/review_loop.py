@@ -36,19 +36,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 RESULTS = Path(__file__).resolve().parent / "results" / "review_loop.txt"
-UNSEEN_HAND = {"slant": -0.35, "pen": 1, "wobble": 2.5}
 HELDOUT_SEED_OFFSET = 500
 """Held-out pages are pages of the same hand and seed from this index on: other words, other lines."""
 
 
 def render_pages(seed: int, first: int, n: int):
-    from banglaocr.config import HandConfig
+    """Pages in recipes/cpu_demo.yaml's new style: its fonts, in its hand."""
+    from banglaocr.config import load_recipe
     from banglaocr.data.synth import bundled_fonts, bundled_words, font_name
     from banglaocr.data.synth_pages import render_page
 
-    fonts = [p for p in bundled_fonts() if font_name(p) == "Galada-Regular"]
-    return [render_page(seed, first + k, words=bundled_words(), fonts=fonts, hand=HandConfig(**UNSEEN_HAND),
-                        ruled=0.5, tight=0.3) for k in range(n)]
+    style = load_recipe("cpu_demo").data.synth
+    fonts = [p for p in bundled_fonts() if font_name(p) in style.fonts]
+    return [render_page(seed, first + k, words=bundled_words(), fonts=fonts, hand=style.hand, ruled=0.5, tight=0.3)
+            for k in range(n)]
 
 
 def banglaocr(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -275,8 +275,14 @@ def _run(ctx: typer.Context, reader_options: tuple, inputs: list[str], output: t
     pairs = _page_inputs(inputs, stdin_lines) if layout == "page" else expand_inputs(inputs, stdin_lines)
     rank, world, launched_device = launched_processes()
     device = device or launched_device
-    claims = {}
-    claim_boxes = None if draw_dir is None else lambda: claims.setdefault("boxes", _claim_boxes(draw_dir, overwrite))
+    claim_boxes = None
+    if draw_dir is not None:
+        from functools import partial
+
+        from banglaocr.cli.predict_pages import claim_boxes_folder
+
+        draw_dir = Path(expand_home(draw_dir, "--draw-boxes"))
+        claim_boxes = partial(claim_boxes_folder, draw_dir, overwrite)
     plan = _plan(out, output_format, resume, overwrite,
                  lambda: _reader(model, adapter, num_beams, precision, device, overrides), rank, world, claim_boxes)
     todo, skip = resume_plan(pairs, plan.existing.files, chunk_size)
@@ -289,7 +295,7 @@ def _run(ctx: typer.Context, reader_options: tuple, inputs: list[str], output: t
                                told if layout == "word" else {**told, "dpi": dpi}, layout)
     if layout == "page":
         counts = _write_page_rows(loaded, settings, pairs, (out, plan, marker), (output_format, flag_below),
-                                  (batch_size, num_beams, dpi), claims.get("boxes"), rank, world)
+                                  (batch_size, num_beams, dpi), draw_dir, rank, world)
     else:
         counts = _write_rows(loaded, settings, todo, skip, (out, plan, marker), (output_format, flag_below),
                              (batch_size, num_beams, chunk_size), rank, world)
@@ -305,12 +311,6 @@ def _page_inputs(inputs: list[str], stdin_lines: list[str] | None) -> list[tuple
     for item in inputs:
         items.extend(stdin_lines or [] if item == "-" else [item])
     return expand_page_inputs(items)
-
-
-def _claim_boxes(folder: Path, overwrite: bool) -> Path:
-    from banglaocr.cli.predict_pages import claim_boxes_folder
-
-    return claim_boxes_folder(folder, overwrite)
 
 
 def _check_flags(out: Path | None, resume: bool, overwrite: bool, layout: str = "word",
@@ -524,12 +524,16 @@ def _report(counts: dict, total: int, kept: int, out: Path | None, main: bool, w
     if counts["failed"]:
         if out is None or world > 1:
             err_console.print(f"[yellow]{counts['failed']} of {total} input(s) could not be read[/]", highlight=False)
-        if world == 1:
-            raise typer.Exit(1)
-        # Under accelerate launch a non-zero exit of any process makes the launcher print a traceback of its
-        # own; the error rows and the line above say what failed.
-        err_console.print("exit code 0 under accelerate launch: count the error rows to know what failed",
-                          highlight=False)
+        _exit_failed(world)
+
+
+def _exit_failed(world: int) -> None:
+    """Exit code 1 after error rows - but for `accelerate launch`, where a non-zero exit of any process makes
+    the launcher print a traceback of its own: there the error rows and the lines before say what failed."""
+    if world == 1:
+        raise typer.Exit(1)
+    err_console.print("exit code 0 under accelerate launch: count the error rows to know what failed",
+                      highlight=False)
 
 
 def _report_pages(counts: dict, out: Path | None, main: bool, world: int) -> None:
@@ -550,7 +554,4 @@ def _report_pages(counts: dict, out: Path | None, main: bool, world: int) -> Non
     if counts["failed"]:
         err_console.print(f"[yellow]{counts['failed']} input(s) or page(s) could not be read (their rows are "
                           "errors)[/]", highlight=False)
-        if world == 1:
-            raise typer.Exit(1)
-        err_console.print("exit code 0 under accelerate launch: count the error rows to know what failed",
-                          highlight=False)
+        _exit_failed(world)

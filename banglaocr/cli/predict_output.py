@@ -48,24 +48,40 @@ def format_row(file: str, prediction: str | None, error: str | None, fmt: str, b
     `confidence`: the reading's `banglaocr.confidence.Confidence` (None for errors and blanks); `flagged`:
     below `--flag-below`. Text rows add the sequence confidence (and `flagged`) as tab-separated fields."""
     if fmt == "jsonl":
-        row = {"file": file, "error": error} if error is not None else {"file": file, "prediction": prediction}
-        if blank:
-            row["blank"] = True
-        if confidence is not None:
-            row.update(confidence.to_row())
-        if flagged:
-            row["flagged"] = True
-        return json_line(row)
-    shown = "" if confidence is None else f"{round(confidence.sequence, 4):g}"
+        return json_line({"file": file, **reading_fields(prediction, error, blank, confidence, flagged)})
+    shown = shown_confidence(confidence)
     if fmt == "csv":
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(
-            [escape_field(file), escape_field(prediction or ""), escape_field(error or ""), "true" if blank else "",
-             shown, "true" if flagged else ""])
-        return buffer.getvalue()
+        return csv_line([escape_field(file), escape_field(prediction or ""), escape_field(error or ""),
+                         "true" if blank else "", shown, "true" if flagged else ""])
     value = f"ERROR: {error}" if error is not None else prediction
     extra = (f"\t{shown}" if shown else "") + ("\tflagged" if flagged else "")
     return f"{escape_field(file)}\t{escape_field(value or '')}{extra}\n"
+
+
+def reading_fields(prediction: str | None, error: str | None, blank: bool = False, confidence=None,
+                   flagged: bool = False) -> dict:
+    """A reading's JSON keys (a word row of predict, a word of a page row): `prediction` or `error`, then
+    `blank`, the confidence's keys and `flagged` where they apply."""
+    row = {"error": error} if error is not None else {"prediction": prediction}
+    if blank:
+        row["blank"] = True
+    if confidence is not None:
+        row.update(confidence.to_row())
+    if flagged:
+        row["flagged"] = True
+    return row
+
+
+def shown_confidence(confidence) -> str:
+    """The sequence confidence as text and CSV rows show it (4 decimal places, trailing zeros dropped)."""
+    return "" if confidence is None else f"{round(confidence.sequence, 4):g}"
+
+
+def csv_line(fields: list[str]) -> str:
+    """One CSV row (quoted as needed) with its newline."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
 
 
 def parse_row(line: str, fmt: str) -> str:

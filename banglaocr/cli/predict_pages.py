@@ -31,11 +31,9 @@ red for a reading below --flag-below (0.5 when it is not given), green for the o
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 
+from banglaocr.cli.predict_output import csv_line, reading_fields, shown_confidence
 from banglaocr.row_encoding import escape_field, json_line
 
 PAGE_CSV_COLUMNS = ["file", "line", "word", "x0", "y0", "x1", "y1", "prediction", "error", "blank", "confidence",
@@ -51,7 +49,7 @@ def error_row(file: str, error: str, fmt: str) -> str:
     if fmt == "jsonl":
         return json_line({"file": file, "error": error})
     if fmt == "csv":
-        return _csv_line([escape_field(file), "", "", "", "", "", "", "", escape_field(error), "", "", ""])
+        return csv_line([escape_field(file), "", "", "", "", "", "", "", escape_field(error), "", "", ""])
     return f"==> {escape_field(file)} <==\nERROR: {escape_field(error)}\n\n"
 
 
@@ -71,42 +69,21 @@ def page_row(page, fmt: str, flag_below: float | None) -> str:
     rows = []
     for number, line in enumerate(page.lines, start=1):
         for k, (box, reading) in enumerate(line, start=1):
-            shown = "" if reading.confidence is None else f"{round(reading.confidence.sequence, 4):g}"
-            rows.append(_csv_line([escape_field(page.file), str(number), str(k), *map(str, box),
-                                   escape_field(reading.text or ""), escape_field(reading.error or ""),
-                                   "true" if reading.blank else "", shown,
-                                   "true" if _flagged(reading, flag_below) else ""]))
+            rows.append(csv_line([escape_field(page.file), str(number), str(k), *map(str, box),
+                                  escape_field(reading.text or ""), escape_field(reading.error or ""),
+                                  "true" if reading.blank else "", shown_confidence(reading.confidence),
+                                  "true" if _flagged(reading, flag_below) else ""]))
     return "".join(rows)
 
 
 def _page_json(page, flag_below: float | None) -> dict:
-    lines = []
-    for line in page.lines:
-        words = []
-        for box, reading in line:
-            word = {"box": list(box)}
-            if reading.error is not None:
-                word["error"] = reading.error
-            else:
-                word["prediction"] = reading.text
-            if reading.blank:
-                word["blank"] = True
-            if reading.confidence is not None:
-                word.update(reading.confidence.to_row())
-            if _flagged(reading, flag_below):
-                word["flagged"] = True
-            words.append(word)
-        lines.append(words)
+    lines = [[{"box": list(box), **reading_fields(reading.text, reading.error, reading.blank, reading.confidence,
+                                                  _flagged(reading, flag_below))}
+              for box, reading in line] for line in page.lines]
     confidence = page.confidence
     return {"file": page.file, "source": page.source, "page": page.page, "width": page.width,
             "height": page.height, "skew_degrees": round(page.skew_degrees, 2), "text": page.text,
             "confidence": None if confidence is None else round(confidence, 4), "words": page.words, "lines": lines}
-
-
-def _csv_line(fields: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(fields)
-    return buffer.getvalue()
 
 
 def page_counts(page, flag_below: float | None) -> dict:
@@ -120,43 +97,30 @@ def page_counts(page, flag_below: float | None) -> dict:
 # --------------------------------------------------------------------------- --draw-boxes
 
 
-def claim_boxes_folder(folder: Path, overwrite: bool) -> Path:
-    """--draw-boxes under the output policy (new, empty, an earlier one of predict's, or --overwrite)."""
+def claim_boxes_folder(folder: Path, overwrite: bool) -> None:
+    """--draw-boxes under the output policy (new, empty, an earlier one of predict's, or --overwrite); its
+    marker written."""
     from banglaocr.cli.common import check_writable
-    from banglaocr.files import expand_home, write_json
-    from banglaocr.output_policy import claim_folder
+    from banglaocr.errors import writing
+    from banglaocr.files import write_json
+    from banglaocr.output_policy import claim_folder, read_marker
 
-    folder = Path(expand_home(folder, "--draw-boxes"))
-    claim_folder(folder, "predict", (BOXES_MARKER,), overwrite=overwrite, is_ours=_is_boxes_folder,
+    claim_folder(folder, "predict", (BOXES_MARKER,), overwrite=overwrite,
+                 is_ours=lambda found: isinstance(read_marker(found / BOXES_MARKER, "predict"), dict),
                  option="--draw-boxes")
     check_writable(folder, "folder")
-    from banglaocr.errors import writing
-
     with writing(folder / BOXES_MARKER):
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / BOXES_MARKER, {"written_by": "banglaocr predict", "what": "word boxes on pages"})
-    return folder
-
-
-def _is_boxes_folder(folder: Path) -> bool:
-    try:
-        marker = json.loads((folder / BOXES_MARKER).read_text(encoding="utf-8"))
-        return marker.get("written_by") == "banglaocr predict"
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def drawing_name(page, names: dict[str, str]) -> str:
-    """`STEM.png` (`STEM-pNNN.png` for a PDF page), `STEM-2...` when another input had the same stem;
-    `names` maps each input seen to its stem."""
+    """`STEM.png` (`STEM-pNNN.png` for a PDF page), `STEM-2...` when another input had the same stem (as
+    `segment` names its crop folders); `names` maps each input seen to its stem."""
+    from banglaocr.cli.segment import unique_stem
+
     if page.source not in names:
-        stem = Path(page.source).stem or "page"
-        taken = set(names.values())
-        name, k = stem, 1
-        while name in taken:
-            k += 1
-            name = f"{stem}-{k}"
-        names[page.source] = name
+        names[page.source] = unique_stem(Path(page.source).stem or "page", set(names.values()))
     stem = names[page.source]
     return f"{stem}.png" if page.page is None else f"{stem}-p{page.page:03d}.png"
 

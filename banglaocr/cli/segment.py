@@ -135,7 +135,7 @@ def _segment_input(source: str, out: Path, dpi: int, draw_boxes: bool, names: se
     from banglaocr.pages.segment import segment_page
     from banglaocr.pages.sources import open_pages
 
-    stem = _unique(Path(source).stem or "page", names)
+    stem = unique_stem(Path(source).stem or "page", names)
     for page in open_pages(source, dpi=dpi, out_dir=out, name=stem):
         layout = segment_page(page.image)
         folder = stem if page.page is None else f"{stem}-p{page.page:03d}"
@@ -144,7 +144,7 @@ def _segment_input(source: str, out: Path, dpi: int, draw_boxes: bool, names: se
             _draw(page.image, layout, out / BOXES_FOLDER / f"{folder}.png")
 
 
-def _unique(stem: str, names: set[str]) -> str:
+def unique_stem(stem: str, names: set[str]) -> str:
     """`stem`, or `stem-2`, `stem-3`, ... when an earlier input had the same name (crops never collide)."""
     name, k = stem, 1
     while name in names:
